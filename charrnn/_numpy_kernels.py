@@ -1,0 +1,418 @@
+"""The NumPy reference kernels: the readable twin of ``csrc/_kernels.pyx``.
+
+Every function here has the same name, signature and result as its compiled twin; the
+tests hold the two to numerical parity. The math is ``design.md`` section 2:
+
+    a_t = Wxh[:, X[:, t]].T + h_{t-1} @ Whh.T + bh     (B, H)   column gather, no one-hot
+    h_t = tanh(a_t)
+    z_t = h_t @ Why.T + by                             (B, V)
+    L   = (1/B) sum_b sum_t -log softmax(z_t)[b, Y[b, t]]
+
+Arrays are validated first and the checks raise ``TypeError`` (wrong type or dtype) or
+``ValueError`` (wrong shape, layout, value) with the same wording as the compiled kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .workspace import Workspace
+
+NAME = "numpy"
+_MAX = 2**31 - 1
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _array(name, a, dtype=None, ndim=None, out=False):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, not {type(a).__name__}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, not {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if out and not a.flags.writeable:
+        raise ValueError(f"{name} is read-only; an output array must be writeable")
+    if any(n > _MAX for n in a.shape) or a.size > _MAX:
+        raise ValueError(f"{name} has a dimension of 2**31 or more: {a.shape}")
+    return a
+
+
+def _shape(name, a, shape):
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+
+
+def check_params(Wxh, Whh, Why, bh, by):
+    """Validate the five parameters; return (H, V, dtype)."""
+    _array("Wxh", Wxh, ndim=2)
+    if Wxh.dtype not in (np.float32, np.float64):
+        raise TypeError(f"Wxh must have dtype float32 or float64, not {Wxh.dtype}")
+    dtype = Wxh.dtype
+    H, V = Wxh.shape
+    if H < 1 or V < 1:
+        raise ValueError(f"Wxh must have shape (H, V) with H, V >= 1, got {Wxh.shape}")
+    for name, a, shape in (("Whh", Whh, (H, H)), ("Why", Why, (V, H)),
+                           ("bh", bh, (H,)), ("by", by, (V,))):
+        _array(name, a, dtype=dtype)
+        _shape(name, a, shape)
+    return H, V, dtype
+
+
+def check_ids(name, ids, V, shape=None):
+    """Validate an int32 id array: C-contiguous, the given shape, every id in [0, V)."""
+    _array(name, ids)
+    if ids.dtype != np.int32:
+        raise TypeError(f"{name} must have dtype int32, not {ids.dtype}")
+    if shape is not None:
+        _shape(name, ids, shape)
+    if ids.size:
+        bad = np.flatnonzero((ids < 0) | (ids >= V))
+        if bad.size:
+            pos = np.unravel_index(bad[0], ids.shape)
+            raise ValueError(f"{name}{list(pos)} = {ids.flat[bad[0]]} is not a valid id "
+                             f"in [0, {V})")
+
+
+def _no_alias(outs, ins):
+    for oname, o in outs:
+        for iname, i in ins:
+            if np.may_share_memory(o, i):
+                raise ValueError(f"output {oname} overlaps input {iname}")
+
+
+def _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
+    H, V, dtype = check_params(Wxh, Whh, Why, bh, by)
+    _array("X", X, ndim=2)
+    B, T = X.shape
+    if B < 1 or T < 1:
+        raise ValueError(f"X must have shape (B, T) with B, T >= 1, got {X.shape}")
+    if B * T > _MAX or T * B * max(H, V) > _MAX:
+        raise ValueError(f"chunk (B={B}, T={T}) too large for 32-bit BLAS indices")
+    check_ids("X", X, V)
+    check_ids("Y", Y, V, (B, T))
+    _array("h0", h0, dtype=dtype)
+    _shape("h0", h0, (B, H))
+    _array("hlast", hlast, dtype=dtype, out=True)
+    _shape("hlast", hlast, (B, H))
+    if not isinstance(ws, Workspace):
+        raise TypeError(f"ws must be a charrnn.Workspace, not {type(ws).__name__}")
+    if not ws.fits(B, T, H, V, dtype):
+        raise ValueError(f"{ws!r} does not fit a chunk B={B}, T={T}, H={H}, V={V}, "
+                         f"dtype={dtype.name}")
+    _no_alias([("hlast", hlast)], [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh),
+                                   ("by", by), ("X", X), ("Y", Y)])
+    return B, T, H, V
+
+
+def _check_vec(name, a, dtype=None, out=False):
+    _array(name, a, ndim=1, out=out)
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must have dtype float32 or float64, not {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, not {a.dtype}")
+    return a
+
+
+def _check_update(w, g, states, hypers):
+    _check_vec("w", w, out=True)
+    _check_vec("g", g, dtype=w.dtype)
+    _shape("g", g, w.shape)
+    for name, s in states:
+        _check_vec(name, s, dtype=w.dtype, out=True)
+        _shape(name, s, w.shape)
+    _no_alias([("w", w)] + states, [("g", g)])
+    _no_alias([("w", w)], states)
+    for name, value in hypers:
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+
+
+def _check_clip(clip, scale):
+    if not (clip > 0):
+        raise ValueError(f"clip must be > 0 (inf for none), got {clip}")
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ValueError(f"scale must be finite and >= 0, got {scale}")
+
+
+# ----------------------------------------------------------------------------- forward
+
+def _forward(Wxh, Whh, Why, bh, by, X, Y, h0, hs, zs):
+    """Run the recurrence and the output layer. Leaves p - onehot(Y) in zs; returns L."""
+    B, T = X.shape
+    hs[0] = h0
+    for t in range(T):
+        # a_t = Wxh[:, x_t].T + h_{t-1} @ Whh.T + bh          (B, H), a column gather
+        a = Wxh[:, X[:, t]].T + bh
+        a += hs[t] @ Whh.T
+        np.tanh(a, out=hs[t + 1])
+    Hs = hs[1:].reshape(T * B, -1)                              # (T*B, H), row t*B + b
+    Z = zs.reshape(T * B, -1)                                   # (T*B, V)
+    np.matmul(Hs, Why.T, out=Z)                                 # all T steps in one GEMM
+    Z += by
+    targets = np.ascontiguousarray(Y.T).reshape(-1)             # (T*B,) in the same order
+    rows = np.arange(T * B)
+    # stable softmax: subtract the row max; -log p[y] = log(sum exp z) - z[y]
+    Z -= Z.max(axis=1, keepdims=True)
+    zy = Z[rows, targets].astype(np.float64)
+    np.exp(Z, out=Z)
+    s = Z.sum(axis=1, keepdims=True)
+    loss = float(np.sum(np.log(s[:, 0], dtype=np.float64) - zy) / B)
+    Z /= s                                                      # p_t
+    Z[rows, targets] -= 1                                       # p_t - onehot(y_t)
+    return loss
+
+
+def loss_and_grads(Wxh, Whh, Why, bh, by, X, Y, h0,
+                   dWxh, dWhh, dWhy, dbh, dby, hlast, ws):
+    """Loss of a (B, T) chunk and its gradients; the gradients overwrite dW*, db*.
+
+    Parameters
+    ----------
+    Wxh, Whh, Why, bh, by : ndarray   the parameters, (H,V) (H,H) (V,H) (H,) (V,)
+    X, Y : ndarray of int32, (B, T)   input ids and target ids
+    h0 : ndarray, (B, H)              the state before step 0 (may be ``hlast`` itself)
+    dWxh, dWhh, dWhy, dbh, dby : ndarray   outputs, shaped like the parameters
+    hlast : ndarray, (B, H)           output: the state after step T-1
+    ws : Workspace                    scratch sized for at least (B, T)
+
+    Returns
+    -------
+    float
+        L = (1/B) sum_b sum_t -log p_t[b, Y[b, t]], in nats.
+    """
+    B, T, H, V = _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws)
+    for name, g, p in (("dWxh", dWxh, Wxh), ("dWhh", dWhh, Whh), ("dWhy", dWhy, Why),
+                       ("dbh", dbh, bh), ("dby", dby, by)):
+        _array(name, g, dtype=p.dtype, out=True)
+        _shape(name, g, p.shape)
+    grads = [("dWxh", dWxh), ("dWhh", dWhh), ("dWhy", dWhy), ("dbh", dbh), ("dby", dby)]
+    _no_alias(grads + [("hlast", hlast)],
+              [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
+               ("X", X), ("Y", Y), ("h0", h0)])
+    for i, (na, a) in enumerate(grads):
+        for nb, b in grads[i + 1:]:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"output {na} overlaps output {nb}")
+
+    hs = ws.hs[:(T + 1) * B * H].reshape(T + 1, B, H)          # h_0 .. h_T
+    zs = ws.zs[:T * B * V].reshape(T, B, V)
+    dhs = ws.dhs[:T * B * H].reshape(T, B, H)
+    dhnext = ws.dhnext[:B * H].reshape(B, H)
+
+    loss = _forward(Wxh, Whh, Why, bh, by, X, Y, h0, hs, zs)
+    dZ = zs.reshape(T * B, V)
+    dZ /= B                                                     # dz_t = (p_t - onehot) / B
+    Hs = hs[1:].reshape(T * B, H)
+
+    # backward, output side: three single GEMMs/reductions over all T steps
+    np.matmul(dZ.T, Hs, out=dWhy)                               # dWhy = dz.T @ h   (V, H)
+    np.sum(dZ, axis=0, out=dby)                                 # dby  = sum dz     (V,)
+    dH = dhs.reshape(T * B, H)
+    np.matmul(dZ, Why, out=dH)                                  # dh   = dz @ Why   (T*B, H)
+
+    # backward through time: only da_t @ Whh is sequential
+    dhnext[:] = 0
+    for t in reversed(range(T)):
+        da = dhs[t]                                             # (B, H)
+        da += dhnext                                            # dh_t = dz_t @ Why + dhnext
+        da *= 1 - hs[t + 1] * hs[t + 1]                         # da_t = (1 - h_t**2) * dh_t
+        if t > 0:
+            np.matmul(da, Whh, out=dhnext)                      # dhnext = da_t @ Whh
+    np.matmul(dH.T, hs[:T].reshape(T * B, H), out=dWhh)         # dWhh = sum_t da_t.T @ h_{t-1}
+    np.sum(dH, axis=0, out=dbh)                                 # dbh  = sum da
+    dWxh[:] = 0
+    np.add.at(dWxh.T, np.ascontiguousarray(X.T).reshape(-1), dH)  # dWxh[:, x] += da
+
+    hlast[:] = hs[T]
+    return loss
+
+
+def loss(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
+    """Forward-only loss of a (B, T) chunk: ``loss_and_grads`` without gradient work.
+
+    Same arguments and result as :func:`loss_and_grads`, less the gradient outputs.
+    """
+    B, T, H, V = _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws)
+    hs = ws.hs[:(T + 1) * B * H].reshape(T + 1, B, H)
+    zs = ws.zs[:T * B * V].reshape(T, B, V)
+    loss = _forward(Wxh, Whh, Why, bh, by, X, Y, h0, hs, zs)
+    hlast[:] = hs[T]
+    return loss
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def check_sample_args(Wxh, Whh, Why, bh, by, h, first_ids, uniforms, temperature, top_k):
+    """Validate the arguments of :func:`sample`; return (B, n, H, V, top_k or 0)."""
+    H, V, dtype = check_params(Wxh, Whh, Why, bh, by)
+    _array("h", h, dtype=dtype, ndim=2, out=True)
+    B = h.shape[0]
+    if B < 1 or h.shape[1] != H:
+        raise ValueError(f"h must have shape (B, {H}) with B >= 1, got {h.shape}")
+    _array("uniforms", uniforms, dtype=np.float64, ndim=2)
+    n = uniforms.shape[0]
+    if uniforms.shape[1] != B:
+        raise ValueError(f"uniforms must have shape (n, {B}), got {uniforms.shape}")
+    check_ids("first_ids", first_ids, V, (B,))
+    if uniforms.size and not np.all((uniforms >= 0) & (uniforms <= 1)):
+        raise ValueError("uniforms must lie in [0, 1]")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating,
+                                                                     np.integer)):
+        raise TypeError(f"temperature must be a number, not {type(temperature).__name__}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
+    if top_k is None:
+        k = 0
+    else:
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
+            raise TypeError(f"top_k must be an int or None, not {type(top_k).__name__}")
+        if not 1 <= top_k <= V:
+            raise ValueError(f"top_k must be in [1, {V}] or None, got {top_k}")
+        k = int(top_k)
+    _no_alias([("h", h)], [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh),
+                           ("by", by), ("uniforms", uniforms), ("first_ids", first_ids)])
+    return B, n, H, V, k
+
+
+def draw(z, u, temperature, k):
+    """Draw one id from logits ``z`` (V,) with uniform ``u`` by inverse CDF.
+
+    The order of operations is the contract the compiled kernel follows exactly:
+    s = z / temperature, e = exp(s - max s) over the top-k ids (0 elsewhere),
+    c = cumsum(e) in id order, and the id is the first i with c[i] > u * c[-1].
+    """
+    if temperature == 0:
+        return int(np.argmax(z))                                # first maximum
+    s = z / z.dtype.type(temperature)
+    e = np.exp(s - s.max())
+    if k and k < z.size:
+        keep = np.argsort(-z, kind="stable")[:k]                # ties: lower id first
+        mask = np.zeros(z.size, bool)
+        mask[keep] = True
+        e[~mask] = 0
+    c = np.cumsum(e)
+    i = int(np.searchsorted(c, u * c[-1], side="right"))
+    return i if i < z.size else int(np.flatnonzero(e)[-1])
+
+
+def sample(Wxh, Whh, Why, bh, by, h, first_ids, uniforms, temperature=1.0, top_k=None):
+    """Draw n ids for each of B streams, advancing the state ``h`` in place.
+
+    Parameters
+    ----------
+    Wxh, Whh, Why, bh, by : ndarray   the parameters
+    h : ndarray, (B, H)               the state; advanced in place
+    first_ids : ndarray of int32, (B,)   the id fed at the first step
+    uniforms : ndarray of float64, (n, B)   one uniform in [0, 1] per draw
+    temperature : float               0 means argmax
+    top_k : int or None               restrict each draw to the k most likely ids
+
+    Returns
+    -------
+    ndarray of int32, (n, B)
+    """
+    B, n, H, V, k = check_sample_args(Wxh, Whh, Why, bh, by, h, first_ids, uniforms,
+                                      temperature, top_k)
+    out = np.empty((n, B), np.int32)
+    x = first_ids.copy()
+    for i in range(n):
+        a = Wxh[:, x].T + bh                                    # (B, H)
+        a += h @ Whh.T
+        np.tanh(a, out=h)
+        z = h @ Why.T + by                                      # (B, V)
+        for b in range(B):
+            out[i, b] = draw(z[b], uniforms[i, b], temperature, k)
+        x = out[i]
+    return out
+
+
+# ----------------------------------------------------------------------------- clipping
+
+def sumsq(g):
+    """Sum of squares of a 1-D array, accumulated in float64 (for the global norm)."""
+    _check_vec("g", g)
+    return float(np.dot(g.astype(np.float64, copy=False), g.astype(np.float64, copy=False)))
+
+
+def clip_(g, clip):
+    """Clip ``g`` element-wise to [-clip, clip] in place."""
+    _check_vec("g", g, out=True)
+    _check_clip(clip, 1.0)
+    np.clip(g, -clip, clip, out=g)
+
+
+def scale_(g, scale):
+    """Multiply ``g`` by ``scale`` in place (global-norm clipping)."""
+    _check_vec("g", g, out=True)
+    _check_clip(math.inf, scale)
+    g *= g.dtype.type(scale)
+
+
+# ----------------------------------------------------------------------------- optimizers
+#
+# Every update takes the flat parameter vector w, the raw gradient g, the optimizer state
+# and the hyper-parameters, and first forms  g' = clip(g * scale, -clip, clip)  (scale < 1
+# is global-norm clipping, clip = inf turns element-wise clipping off). g is not modified.
+
+def _clipped(g, clip, scale):
+    gc = g * g.dtype.type(scale) if scale != 1 else g.copy()
+    if clip != math.inf:
+        np.clip(gc, -clip, clip, out=gc)
+    return gc
+
+
+def sgd_update(w, g, lr, clip=5.0, scale=1.0):
+    """w -= lr * g'"""
+    _check_update(w, g, [], [("lr", lr)])
+    _check_clip(clip, scale)
+    g = _clipped(g, clip, scale)
+    w -= w.dtype.type(lr) * g
+
+
+def adagrad_update(w, g, m, lr, eps=1e-8, clip=5.0, scale=1.0):
+    """m += g'*g';  w -= lr * g' / sqrt(m + eps)   (the classic)"""
+    _check_update(w, g, [("m", m)], [("lr", lr), ("eps", eps)])
+    _check_clip(clip, scale)
+    g = _clipped(g, clip, scale)
+    t = w.dtype.type
+    m += g * g
+    w -= t(lr) * g / np.sqrt(m + t(eps))
+
+
+def rmsprop_update(w, g, v, lr, rho=0.99, eps=1e-8, clip=5.0, scale=1.0):
+    """v = rho*v + (1-rho)*g'*g';  w -= lr * g' / (sqrt(v) + eps)"""
+    _check_update(w, g, [("v", v)], [("lr", lr), ("rho", rho), ("eps", eps)])
+    _check_clip(clip, scale)
+    g = _clipped(g, clip, scale)
+    t = w.dtype.type
+    v *= t(rho)
+    v += t(1 - rho) * (g * g)
+    w -= t(lr) * g / (np.sqrt(v) + t(eps))
+
+
+def adam_update(w, g, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-8, step=1,
+                clip=5.0, scale=1.0):
+    """Adam with bias correction; ``step`` counts from 1.
+
+    m = b1*m + (1-b1)*g';  v = b2*v + (1-b2)*g'*g'
+    w -= lr * (m / (1 - b1**step)) / (sqrt(v / (1 - b2**step)) + eps)
+    """
+    _check_update(w, g, [("m", m), ("v", v)],
+                  [("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps)])
+    _check_clip(clip, scale)
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    g = _clipped(g, clip, scale)
+    t = w.dtype.type
+    m *= t(beta1)
+    m += t(1 - beta1) * g
+    v *= t(beta2)
+    v += t(1 - beta2) * (g * g)
+    c1 = t(1 - beta1 ** step)
+    c2 = t(1 - beta2 ** step)
+    w -= t(lr) * (m / c1) / (np.sqrt(v / c2) + t(eps))

@@ -1,0 +1,222 @@
+"""CharRNN: the vanilla tanh RNN of min-char-rnn, with its parameters in one flat buffer.
+
+The five parameters (``Wxh, Whh, Why, bh, by``, the classic names and shapes) are views
+into one contiguous vector ``theta``, and their gradients views into ``grad``, so clipping
+and the optimizer update are single fused passes over all parameters.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import MappingProxyType
+
+import numpy as np
+
+from .backend import get_kernels
+from .vocab import Vocab
+from .workspace import Workspace
+
+PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+
+
+def param_shapes(H: int, V: int) -> dict[str, tuple[int, ...]]:
+    """The classic shapes: Wxh (H, V), Whh (H, H), Why (V, H), bh (H,), by (V,)."""
+    return {"Wxh": (H, V), "Whh": (H, H), "Why": (V, H), "bh": (H,), "by": (V,)}
+
+
+def _views(flat: np.ndarray, H: int, V: int) -> dict[str, np.ndarray]:
+    out, i = {}, 0
+    for name, shape in param_shapes(H, V).items():
+        n = int(np.prod(shape))
+        out[name] = flat[i:i + n].reshape(shape)
+        i += n
+    return out
+
+
+class CharRNN:
+    """A character-level vanilla RNN language model.
+
+    Parameters
+    ----------
+    vocab : Vocab or str
+        The vocabulary (a ``str`` is taken as its characters).
+    hidden_size : int
+        H, the number of hidden units (100 in the classic).
+    dtype : {"float64", "float32"}
+    seed : int
+        Seed of the ``numpy.random.Generator`` behind the initial weights.
+    backend : {"auto", "cython", "numpy"}
+        Which kernels run the math; see :func:`charrnn.available_backends`.
+
+    Notes
+    -----
+    A model may be shared between threads: its kernel calls take a lock, so two threads
+    using one model run one after the other. Separate models run in parallel.
+    """
+
+    def __init__(self, vocab: Vocab | str, hidden_size: int = 100, dtype="float64",
+                 seed: int = 0, backend: str = "auto") -> None:
+        if isinstance(vocab, str):
+            vocab = Vocab(vocab)
+        if not isinstance(vocab, Vocab):
+            raise TypeError(f"vocab must be a Vocab or a str, not {type(vocab).__name__}")
+        if isinstance(hidden_size, bool) or not isinstance(hidden_size, (int, np.integer)):
+            raise TypeError(f"hidden_size must be an int, not {type(hidden_size).__name__}")
+        if not 1 <= hidden_size < 2**31:
+            raise ValueError(f"hidden_size must be >= 1, got {hidden_size}")
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype must be float32 or float64, not {dtype!r}") from None
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, not {self.dtype}")
+        self.vocab = vocab
+        self.hidden_size = H = int(hidden_size)
+        self.vocab_size = V = len(vocab)
+        self.seed = seed
+        self._K = get_kernels(backend)
+        n = sum(int(np.prod(s)) for s in param_shapes(H, V).values())
+        self.theta = np.zeros(n, self.dtype)
+        self.grad = np.zeros(n, self.dtype)
+        self._params = _views(self.theta, H, V)
+        self._grads = _views(self.grad, H, V)
+        rng = np.random.default_rng(seed)
+        for name in ("Wxh", "Whh", "Why"):                      # randn * 0.01, biases zero
+            self._params[name][...] = rng.standard_normal(self._params[name].shape) * 0.01
+        self._ws: Workspace | None = None
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def backend(self) -> str:
+        """The name of the active backend: "cython" or "numpy"."""
+        return self._K.NAME
+
+    @property
+    def kernels(self):
+        """The active kernel module (``charrnn._kernels`` or ``charrnn._numpy_kernels``)."""
+        return self._K
+
+    def set_backend(self, backend: str) -> None:
+        """Switch the kernels that run this model; the parameters stay as they are."""
+        self._K = get_kernels(backend)
+
+    @property
+    def params(self) -> MappingProxyType:
+        """The parameters ``Wxh, Whh, Why, bh, by`` (writable views into ``theta``)."""
+        return MappingProxyType(self._params)
+
+    @property
+    def grads(self) -> MappingProxyType:
+        """The gradient views into ``grad``, filled by the last ``loss_and_grads``."""
+        return MappingProxyType(self._grads)
+
+    @property
+    def num_params(self) -> int:
+        return self.theta.size
+
+    def __repr__(self) -> str:
+        return (f"CharRNN(V={self.vocab_size}, hidden_size={self.hidden_size}, "
+                f"dtype={self.dtype.name}, backend={self.backend!r})")
+
+    # ------------------------------------------------------------------ inputs
+
+    def _ids(self, a, name: str) -> np.ndarray:
+        if a is None:
+            raise TypeError(f"{name} must be a sequence of ids, not None")
+        arr = np.asarray(a)
+        if arr.dtype == object or arr.dtype.kind not in "iub":
+            raise TypeError(f"{name} must hold integer ids, not {arr.dtype}")
+        if arr.dtype.kind == "b":
+            raise TypeError(f"{name} must hold integer ids, not bool")
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"{name} must be 1-D (T,) or 2-D (B, T), got shape {arr.shape}")
+        if arr.size == 0:
+            raise ValueError(f"{name} is empty")
+        bad = np.flatnonzero((arr < 0) | (arr >= self.vocab_size))
+        if bad.size:
+            pos = [int(p) for p in np.unravel_index(bad[0], arr.shape)]
+            raise ValueError(f"{name}{pos} = {arr.flat[bad[0]]} is not a valid id in "
+                             f"[0, {self.vocab_size})")
+        return np.ascontiguousarray(arr, dtype=np.int32)
+
+    def _inputs(self, inputs, targets, hprev):
+        X, Y = self._ids(inputs, "inputs"), self._ids(targets, "targets")
+        if X.shape != Y.shape:
+            raise ValueError(f"inputs and targets differ in shape: {X.shape} vs {Y.shape}")
+        single = X.ndim == 1
+        if single:
+            X, Y = X[None, :], Y[None, :]
+        B, H = X.shape[0], self.hidden_size
+        if hprev is None:
+            h0 = np.zeros((B, H), self.dtype)
+        else:
+            h = np.asarray(hprev)
+            if h.dtype.kind not in "fiu":
+                raise TypeError(f"hprev must be a float array, not {h.dtype}")
+            want = (H,) if single else (B, H)
+            if h.shape != want:
+                raise ValueError(f"hprev must have shape {want}, got {h.shape}")
+            if not np.all(np.isfinite(h)):
+                raise ValueError("hprev holds NaN or infinite values")
+            h0 = np.ascontiguousarray(h, dtype=self.dtype).reshape(B, H)
+        return X, Y, h0, single
+
+    def workspace(self, B: int, T: int) -> Workspace:
+        """A workspace for (B, T) chunks, reused while it is large enough."""
+        if self._ws is None or not self._ws.fits(B, T, self.hidden_size, self.vocab_size,
+                                                 self.dtype):
+            self._ws = Workspace(B, T, self.hidden_size, self.vocab_size, self.dtype)
+        return self._ws
+
+    # ------------------------------------------------------------------ the math
+
+    def loss_and_grads(self, inputs, targets, hprev=None):
+        """The classic ``lossFun``: loss, gradients and the last hidden state.
+
+        Parameters
+        ----------
+        inputs, targets : array_like of int
+            (T,) ids for one stream, as in min-char-rnn, or (B, T) for B streams.
+        hprev : array_like, optional
+            The state before the first step: (H,) or (B, H). Zeros when omitted.
+
+        Returns
+        -------
+        loss : float
+            Summed over the T steps and averaged over the B streams, in nats.
+        grads : dict of ndarray
+            ``dWxh, dWhh, dWhy, dbh, dby`` keyed like ``params`` (raw, unclipped copies).
+        h_last : ndarray
+            The state after the last step, (H,) or (B, H).
+        """
+        X, Y, h0, single = self._inputs(inputs, targets, hprev)
+        with self._lock:
+            loss, hlast = self._loss_and_grads(X, Y, h0)
+            grads = {k: v.copy() for k, v in self._grads.items()}
+        return loss, grads, (hlast[0] if single else hlast)
+
+    def loss(self, inputs, targets, hprev=None):
+        """Forward-only: ``(loss, h_last)`` with no gradient work."""
+        X, Y, h0, single = self._inputs(inputs, targets, hprev)
+        with self._lock:
+            hlast = np.empty_like(h0)
+            p = self._params
+            L = self._K.loss(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], X, Y, h0,
+                             hlast, self.workspace(*X.shape))
+        return L, (hlast[0] if single else hlast)
+
+    def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray, h0: np.ndarray,
+                        hlast: np.ndarray | None = None):
+        """The unchecked fast path: int32 (B, T) ids; gradients land in ``self.grad``.
+
+        ``hlast`` may be ``h0`` itself to carry the state in place. Call under the lock.
+        """
+        if hlast is None:
+            hlast = np.empty_like(h0)
+        p, g = self._params, self._grads
+        L = self._K.loss_and_grads(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], X, Y, h0,
+                                   g["Wxh"], g["Whh"], g["Why"], g["bh"], g["by"], hlast,
+                                   self.workspace(*X.shape))
+        return L, hlast

@@ -1,0 +1,54 @@
+"""Extension modules only: csrc/*.pyx compiled into charrnn._kernels.
+
+Everything else about the package lives in pyproject.toml.
+
+Environment switches read at build time:
+  CHARRNN_DEBUG=1   boundscheck, wraparound and initializedcheck on, -O0 -g
+  CHARRNN_ASAN=1    compile and link the extension with AddressSanitizer
+  CHARRNN_NO_EXT=1  build a pure-Python (NumPy backend only) package, an explicit opt-in
+"""
+
+import os
+
+from setuptools import Extension, setup
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def extensions():
+    if _flag("CHARRNN_NO_EXT"):
+        return []
+    from Cython.Build import cythonize
+
+    debug = _flag("CHARRNN_DEBUG")
+    directives = {
+        "language_level": 3,
+        "boundscheck": debug,
+        "wraparound": debug,
+        "initializedcheck": debug,
+        "cdivision": not debug,
+        "embedsignature": True,
+    }
+    # No -march=native and no -ffast-math: wheels run on other CPUs and the kernels
+    # must keep IEEE semantics. -fno-math-errno lets gcc inline sqrt and vectorise.
+    cflags = ["-O0", "-g"] if debug else ["-O3", "-fno-math-errno"]
+    ldflags = []
+    if _flag("CHARRNN_ASAN"):
+        cflags += ["-fsanitize=address", "-fno-omit-frame-pointer", "-g"]
+        ldflags += ["-fsanitize=address"]
+    if os.name == "nt":
+        cflags, ldflags = ["/O2"], []
+    ext = Extension(
+        "charrnn._kernels",
+        sources=["csrc/_kernels.pyx"],
+        extra_compile_args=cflags,
+        extra_link_args=ldflags,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    return cythonize([ext], compiler_directives=directives, include_path=["csrc"],
+                     force=debug or _flag("CHARRNN_ASAN"))
+
+
+setup(ext_modules=extensions())
