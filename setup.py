@@ -32,8 +32,10 @@ def extensions():
         "embedsignature": True,
     }
     # No -march=native and no -ffast-math: wheels run on other CPUs and the kernels
-    # must keep IEEE semantics. -fno-math-errno lets gcc inline sqrt and vectorise.
-    cflags = ["-O0", "-g"] if debug else ["-O3", "-fno-math-errno"]
+    # must keep IEEE semantics. -fno-math-errno lets gcc inline sqrt and vectorise;
+    # wide ISAs come from target_clones in csrc/_vmath.h, picked at load time, and
+    # -ffp-contract=off keeps every clone rounding exactly like the baseline code.
+    cflags = ["-O0", "-g"] if debug else ["-O3", "-fno-math-errno", "-ffp-contract=off"]
     ldflags = []
     if _flag("CHARRNN_ASAN"):
         cflags += ["-fsanitize=address", "-fno-omit-frame-pointer", "-g"]
@@ -43,6 +45,8 @@ def extensions():
     ext = Extension(
         "charrnn._kernels",
         sources=["csrc/_kernels.pyx"],
+        include_dirs=["csrc"],
+        depends=["csrc/_vmath.h", "csrc/_blas.pxd"],
         extra_compile_args=cflags,
         extra_link_args=ldflags,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

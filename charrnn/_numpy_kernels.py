@@ -73,8 +73,8 @@ def check_ids(name, ids, V, shape=None):
     if ids.size:
         bad = np.flatnonzero((ids < 0) | (ids >= V))
         if bad.size:
-            pos = np.unravel_index(bad[0], ids.shape)
-            raise ValueError(f"{name}{list(pos)} = {ids.flat[bad[0]]} is not a valid id "
+            pos = [int(p) for p in np.unravel_index(bad[0], ids.shape)]
+            raise ValueError(f"{name}{pos} = {ids.flat[bad[0]]} is not a valid id "
                              f"in [0, {V})")
 
 
@@ -106,6 +106,10 @@ def _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
                          f"dtype={dtype.name}")
     _no_alias([("hlast", hlast)], [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh),
                                    ("by", by), ("X", X), ("Y", Y)])
+    # hlast may be h0 itself (the state carried in place), but not a partial overlap
+    if np.may_share_memory(hlast, h0) and not (
+            hlast.ctypes.data == h0.ctypes.data and hlast.shape == h0.shape):
+        raise ValueError("output hlast partially overlaps input h0")
     return B, T, H, V
 
 
@@ -127,6 +131,10 @@ def _check_update(w, g, states, hypers):
         _shape(name, s, w.shape)
     _no_alias([("w", w)] + states, [("g", g)])
     _no_alias([("w", w)], states)
+    for i, (na, a) in enumerate(states):                        # Adam's m and v
+        for nb, b in states[i + 1:]:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"output {na} overlaps output {nb}")
     for name, value in hypers:
         if not math.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value}")
@@ -161,7 +169,10 @@ def _forward(Wxh, Whh, Why, bh, by, X, Y, h0, hs, zs):
     zy = Z[rows, targets].astype(np.float64)
     np.exp(Z, out=Z)
     s = Z.sum(axis=1, keepdims=True)
-    loss = float(np.sum(np.log(s[:, 0], dtype=np.float64) - zy) / B)
+    # the loss sums the exps in float64: for a confident float32 prediction s = 1 + tiny,
+    # and rounding s to float32 would cost the small -log p its relative precision
+    s64 = s[:, 0] if Z.dtype == np.float64 else Z.sum(axis=1, dtype=np.float64)
+    loss = float(np.sum(np.log(s64) - zy) / B)
     Z /= s                                                      # p_t
     Z[rows, targets] -= 1                                       # p_t - onehot(y_t)
     return loss
@@ -193,11 +204,14 @@ def loss_and_grads(Wxh, Whh, Why, bh, by, X, Y, h0,
     grads = [("dWxh", dWxh), ("dWhh", dWhh), ("dWhy", dWhy), ("dbh", dbh), ("dby", dby)]
     _no_alias(grads + [("hlast", hlast)],
               [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
-               ("X", X), ("Y", Y), ("h0", h0)])
+               ("X", X), ("Y", Y)])
+    _no_alias(grads, [("h0", h0)])
     for i, (na, a) in enumerate(grads):
         for nb, b in grads[i + 1:]:
             if np.may_share_memory(a, b):
                 raise ValueError(f"output {na} overlaps output {nb}")
+        if np.may_share_memory(a, hlast):
+            raise ValueError(f"output {na} overlaps output hlast")
 
     hs = ws.hs[:(T + 1) * B * H].reshape(T + 1, B, H)          # h_0 .. h_T
     zs = ws.zs[:T * B * V].reshape(T, B, V)

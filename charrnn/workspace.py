@@ -34,10 +34,11 @@ class Workspace:
         self.dhnext = np.zeros(self.B * self.H, self.dtype)
 
     def fits(self, B: int, T: int, H: int, V: int, dtype) -> bool:
-        """True when the buffers are large enough for a (B, T) chunk of this model."""
-        return (np.dtype(dtype) == self.dtype and H == self.H and V == self.V
+        """True when the buffers are of ``dtype`` and large enough for a (B, T) chunk
+        of a model with H hidden units and V characters."""
+        return (np.dtype(dtype) == self.dtype
                 and (T + 1) * B * H <= self.hs.size and T * B * V <= self.zs.size
-                and B * H <= self.dhnext.size)
+                and T * B * H <= self.dhs.size and B * H <= self.dhnext.size)
 
     def __repr__(self) -> str:
         return (f"Workspace(B={self.B}, T={self.T}, H={self.H}, V={self.V}, "

@@ -11,9 +11,8 @@ import numpy as np
 from charrnn.workspace import Workspace
 
 from cython cimport floating
-from libc.math cimport exp, expf, log, sqrt, sqrtf, tanh, tanhf, isfinite, INFINITY
+from libc.math cimport log, isfinite, INFINITY
 from libc.stdint cimport int32_t, uintptr_t
-from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
 from _blas cimport gemm, gemv
@@ -121,25 +120,101 @@ cdef tuple _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
                          f"dtype={dtype.name}")
     _no_alias([("hlast", hlast)], [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh),
                                    ("by", by), ("X", X), ("Y", Y)])
+    # hlast may be h0 itself (the state carried in place), but not a partial overlap
+    if _overlap(hlast, h0) and not (
+            hlast.__array_interface__["data"][0] == h0.__array_interface__["data"][0]
+            and hlast.shape == h0.shape):
+        raise ValueError("output hlast partially overlaps input h0")
     return B, T, H, V, dtype
+
+
+# ----------------------------------------------------------------------------- fast checks
+#
+# The common call runs on typed memoryviews, whose acquisition already checks dtype, ndim,
+# C-contiguity and writability; the shapes, ids and overlaps are then checked in C. Any
+# failure reruns the Python checks above, which name the argument and the problem.
+
+class _Invalid(ValueError):
+    """Raised by a C-level check; the caller reruns the Python checks for the message."""
+
+
+cdef inline bint _apart(const void* a, Py_ssize_t na, const void* b, Py_ssize_t nb) noexcept nogil:
+    """True when byte ranges [a, a+na) and [b, b+nb) do not intersect."""
+    cdef uintptr_t a0 = <uintptr_t>a, b0 = <uintptr_t>b
+    return na == 0 or nb == 0 or a0 + <uintptr_t>na <= b0 or b0 + <uintptr_t>nb <= a0
+
+
+cdef inline bint _ids_ok(const int32_t* ids, Py_ssize_t n, int V) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef bint ok = True
+    for i in range(n):
+        ok &= (ids[i] >= 0) & (ids[i] < V)
+    return ok
+
+
+cdef inline bint _sizes_ok(Py_ssize_t B, Py_ssize_t T, Py_ssize_t H, Py_ssize_t V) noexcept nogil:
+    return (B >= 1 and T >= 1 and H >= 1 and V >= 1 and B * T <= _MAX
+            and T * B * (H if H > V else V) <= _MAX and H * (H if H > V else V) <= _MAX)
 
 
 # ----------------------------------------------------------------------------- forward
 
+cdef extern from "_vmath.h" nogil:
+    double vm_expneg_d(double x)
+    float vm_expneg_f(float x)
+    void vm_tanh_inplace_d(double* a, Py_ssize_t n)
+    void vm_tanh_inplace_f(float* a, Py_ssize_t n)
+    void vm_expsub_inplace_d(double* a, double m, Py_ssize_t n)
+    void vm_expsub_inplace_f(float* a, float m, Py_ssize_t n)
+    void vm_expscale_d(const double* z, double temp, double m, double* e, Py_ssize_t n)
+    void vm_expscale_f(const float* z, float temp, float m, float* e, Py_ssize_t n)
+    void vm_dtanh_d(double* da, const double* h, const double* dhnext, Py_ssize_t n)
+    void vm_dtanh_f(float* da, const float* h, const float* dhnext, Py_ssize_t n)
+    void vm_sgd_d(double* w, const double* g, Py_ssize_t n, double lr, double clip,
+                  double scale)
+    void vm_sgd_f(float* w, const float* g, Py_ssize_t n, float lr, float clip, float scale)
+    void vm_adagrad_d(double* w, const double* g, double* m, Py_ssize_t n, double lr,
+                      double eps, double clip, double scale)
+    void vm_adagrad_f(float* w, const float* g, float* m, Py_ssize_t n, float lr, float eps,
+                      float clip, float scale)
+    void vm_rmsprop_d(double* w, const double* g, double* v, Py_ssize_t n, double lr,
+                      double rho, double omr, double eps, double clip, double scale)
+    void vm_rmsprop_f(float* w, const float* g, float* v, Py_ssize_t n, float lr, float rho,
+                      float omr, float eps, float clip, float scale)
+    void vm_adam_d(double* w, const double* g, double* m, double* v, Py_ssize_t n, double lr,
+                   double b1, double omb1, double b2, double omb2, double c1, double c2,
+                   double eps, double clip, double scale)
+    void vm_adam_f(float* w, const float* g, float* m, float* v, Py_ssize_t n, float lr,
+                   float b1, float omb1, float b2, float omb2, float c1, float c2,
+                   float eps, float clip, float scale)
+    void vm_clip_d(double* g, Py_ssize_t n, double clip, double scale)
+    void vm_clip_f(float* g, Py_ssize_t n, float clip, float scale)
+    double vm_sumsq_d(const double* g, Py_ssize_t n)
+    double vm_sumsq_f(const float* g, Py_ssize_t n)
+
+
 cdef inline void _tanh(floating* a, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t k
-    for k in range(n):
-        if floating is float:
-            a[k] = tanhf(a[k])
-        else:
-            a[k] = tanh(a[k])
-
-
-cdef inline floating _exp(floating x) noexcept nogil:
+    # a = np.tanh(a)
     if floating is float:
-        return expf(x)
+        vm_tanh_inplace_f(a, n)
     else:
-        return exp(x)
+        vm_tanh_inplace_d(a, n)
+
+
+cdef inline void _expsub(floating* a, floating m, Py_ssize_t n) noexcept nogil:
+    # a = np.exp(a - m)
+    if floating is float:
+        vm_expsub_inplace_f(a, m, n)
+    else:
+        vm_expsub_inplace_d(a, m, n)
+
+
+cdef inline floating _expneg(floating x) noexcept nogil:
+    # np.exp(x) for x <= 0
+    if floating is float:
+        return vm_expneg_f(x)
+    else:
+        return vm_expneg_d(x)
 
 
 cdef inline void _step(const floating* Wxh, const floating* Whh, const floating* bh,
@@ -167,9 +242,9 @@ cdef double _forward(const floating* Wxh, const floating* Whh, const floating* W
                      floating* hs, floating* zs, bint grad) noexcept nogil:
     """Recurrence, output layer, softmax and loss. With grad, leaves dz in zs."""
     cdef Py_ssize_t t, b, j, r, N = <Py_ssize_t>T * B
-    cdef floating m, e, s, zy
+    cdef floating m, s
     cdef floating* row
-    cdef double loss = 0
+    cdef double loss = 0, sd
     cdef int y
     memcpy(hs, h0, B * H * sizeof(floating))                # hs[0] = h0
     for t in range(T):
@@ -187,13 +262,16 @@ cdef double _forward(const floating* Wxh, const floating* Whh, const floating* W
             for j in range(1, V):
                 if row[j] > m:
                     m = row[j]
-            zy = row[y] - m
+            loss -= <double>(row[y] - m)
+            _expsub(row, m, V)
             s = 0
+            sd = 0
             for j in range(V):
-                e = _exp(row[j] - m)
-                row[j] = e
-                s = s + e
-            loss += log(<double>s) - <double>zy
+                s = s + row[j]
+                # the loss sums the exps in double: for a confident float32 prediction
+                # s = 1 + tiny, and rounding s to float would cost -log p its precision
+                sd += <double>row[j]
+            loss += log(sd)
             if grad:
                 for j in range(V):
                     row[j] = row[j] / s                       # p
@@ -212,9 +290,8 @@ cdef double _loss_and_grads(const floating* Wxh, const floating* Whh, const floa
                             int B, int T, int H, int V,
                             floating* hs, floating* zs, floating* dhs,
                             floating* dhnext) noexcept nogil:
-    cdef Py_ssize_t t, b, i, j, k, r, N = <Py_ssize_t>T * B
+    cdef Py_ssize_t t, b, i, j, r, N = <Py_ssize_t>T * B
     cdef floating* da
-    cdef const floating* h
     cdef const floating* dz
     cdef double loss = _forward(Wxh, Whh, Why, bh, by, X, Y, h0, B, T, H, V, hs, zs, True)
 
@@ -234,10 +311,11 @@ cdef double _loss_and_grads(const floating* Wxh, const floating* Whh, const floa
     memset(dhnext, 0, B * H * sizeof(floating))
     for t in range(T - 1, -1, -1):
         da = dhs + t * B * H
-        h = hs + (t + 1) * B * H
-        for k in range(B * H):
-            # da = (1 - h**2) * (dh + dhnext)
-            da[k] = (1 - h[k] * h[k]) * (da[k] + dhnext[k])
+        # da = (1 - h**2) * (dh + dhnext)
+        if floating is float:
+            vm_dtanh_f(da, hs + (t + 1) * B * H, dhnext, B * H)
+        else:
+            vm_dtanh_d(da, hs + (t + 1) * B * H, dhnext, B * H)
         if t > 0:
             if B == 1:
                 # dhnext = Whh.T @ da                   (H,) = (H, H).T @ (H,)
@@ -262,6 +340,33 @@ cdef double _loss_and_grads(const floating* Wxh, const floating* Whh, const floa
     return loss
 
 
+cdef bint _chunk_ok(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
+                    const floating[:, ::1] Why, const floating[::1] bh,
+                    const floating[::1] by, const int32_t[:, ::1] X,
+                    const int32_t[:, ::1] Y, const floating[:, ::1] h0,
+                    floating[:, ::1] hlast, floating[::1] hs, floating[::1] zs) noexcept:
+    """The C-level twin of _check_chunk for memoryviews that were acquired already."""
+    cdef Py_ssize_t B = X.shape[0], T = X.shape[1], H = Wxh.shape[0], V = Wxh.shape[1]
+    cdef Py_ssize_t sz = sizeof(floating)
+    if not (_sizes_ok(B, T, H, V) and Whh.shape[0] == H and Whh.shape[1] == H
+            and Why.shape[0] == V and Why.shape[1] == H and bh.shape[0] == H
+            and by.shape[0] == V and Y.shape[0] == B and Y.shape[1] == T
+            and h0.shape[0] == B and h0.shape[1] == H and hlast.shape[0] == B
+            and hlast.shape[1] == H and hs.shape[0] >= (T + 1) * B * H
+            and zs.shape[0] >= T * B * V):
+        return False
+    if not (_ids_ok(&X[0, 0], B * T, <int>V) and _ids_ok(&Y[0, 0], B * T, <int>V)):
+        return False
+    cdef const void* o = &hlast[0, 0]
+    cdef Py_ssize_t no = B * H * sz
+    if not (o == <const void*>&h0[0, 0] or _apart(o, no, &h0[0, 0], no)):
+        return False
+    return (_apart(o, no, &Wxh[0, 0], H * V * sz) and _apart(o, no, &Whh[0, 0], H * H * sz)
+            and _apart(o, no, &Why[0, 0], V * H * sz) and _apart(o, no, &bh[0], H * sz)
+            and _apart(o, no, &by[0], V * sz) and _apart(o, no, &X[0, 0], B * T * 4)
+            and _apart(o, no, &Y[0, 0], B * T * 4))
+
+
 cdef double _run_grads(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
                        const floating[:, ::1] Why, const floating[::1] bh,
                        const floating[::1] by, const int32_t[:, ::1] X,
@@ -269,9 +374,30 @@ cdef double _run_grads(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
                        floating[:, ::1] dWxh, floating[:, ::1] dWhh, floating[:, ::1] dWhy,
                        floating[::1] dbh, floating[::1] dby, floating[:, ::1] hlast,
                        floating[::1] hs, floating[::1] zs, floating[::1] dhs,
-                       floating[::1] dhnext):
+                       floating[::1] dhnext) except? -1:
     cdef int B = X.shape[0], T = X.shape[1], H = Wxh.shape[0], V = Wxh.shape[1]
+    cdef Py_ssize_t sz = sizeof(floating), i, j
     cdef double L
+    if not _chunk_ok(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, hs, zs):
+        raise _Invalid
+    if not (dWxh.shape[0] == H and dWxh.shape[1] == V and dWhh.shape[0] == H
+            and dWhh.shape[1] == H and dWhy.shape[0] == V and dWhy.shape[1] == H
+            and dbh.shape[0] == H and dby.shape[0] == V and dhs.shape[0] >= T * B * H
+            and dhnext.shape[0] >= B * H):
+        raise _Invalid
+    # every gradient output apart from every input, from hlast and from each other
+    cdef const void* p[14]
+    cdef Py_ssize_t n[14]
+    p[:] = [&dWxh[0, 0], &dWhh[0, 0], &dWhy[0, 0], &dbh[0], &dby[0], &hlast[0, 0],
+            &Wxh[0, 0], &Whh[0, 0], &Why[0, 0], &bh[0], &by[0], &X[0, 0], &Y[0, 0],
+            &h0[0, 0]]
+    n[:] = [H * V * sz, H * H * sz, V * H * sz, H * sz, V * sz, B * H * sz,
+            H * V * sz, H * H * sz, V * H * sz, H * sz, V * sz, B * T * 4, B * T * 4,
+            B * H * sz]
+    for i in range(5):
+        for j in range(i + 1, 14):
+            if not _apart(p[i], n[i], p[j], n[j]):
+                raise _Invalid
     with nogil:
         L = _loss_and_grads(&Wxh[0, 0], &Whh[0, 0], &Why[0, 0], &bh[0], &by[0],
                             &X[0, 0], &Y[0, 0], &h0[0, 0], &dWxh[0, 0], &dWhh[0, 0],
@@ -284,14 +410,36 @@ cdef double _run_forward(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
                          const floating[:, ::1] Why, const floating[::1] bh,
                          const floating[::1] by, const int32_t[:, ::1] X,
                          const int32_t[:, ::1] Y, const floating[:, ::1] h0,
-                         floating[:, ::1] hlast, floating[::1] hs, floating[::1] zs):
+                         floating[:, ::1] hlast, floating[::1] hs,
+                         floating[::1] zs) except? -1:
     cdef int B = X.shape[0], T = X.shape[1], H = Wxh.shape[0], V = Wxh.shape[1]
     cdef double L
+    if not _chunk_ok(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, hs, zs):
+        raise _Invalid
     with nogil:
         L = _forward(&Wxh[0, 0], &Whh[0, 0], &Why[0, 0], &bh[0], &by[0], &X[0, 0],
                      &Y[0, 0], &h0[0, 0], B, T, H, V, &hs[0], &zs[0], False)
         memcpy(&hlast[0, 0], &hs[0] + <Py_ssize_t>T * B * H, B * H * sizeof(floating))
     return L
+
+
+cdef _check_grads(Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy, dbh, dby, hlast, ws):
+    """The Python checks of loss_and_grads: raise the precise error."""
+    B, T, H, V, dtype = _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws)
+    grads = [("dWxh", dWxh), ("dWhh", dWhh), ("dWhy", dWhy), ("dbh", dbh), ("dby", dby)]
+    for (name, g), p in zip(grads, (Wxh, Whh, Why, bh, by)):
+        _array(name, g, dtype, -1, True)
+        _shape(name, g, p.shape)
+    _no_alias(grads + [("hlast", hlast)],
+              [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
+               ("X", X), ("Y", Y)])
+    _no_alias(grads, [("h0", h0)])
+    for i in range(5):
+        for j in range(i + 1, 5):
+            if _overlap(grads[i][1], grads[j][1]):
+                raise ValueError(f"output {grads[i][0]} overlaps output {grads[j][0]}")
+        if _overlap(grads[i][1], hlast):
+            raise ValueError(f"output {grads[i][0]} overlaps output hlast")
 
 
 def loss_and_grads(Wxh not None, Whh not None, Why not None, bh not None, by not None,
@@ -302,19 +450,20 @@ def loss_and_grads(Wxh not None, Whh not None, Why not None, bh not None, by not
 
     See ``charrnn._numpy_kernels.loss_and_grads``, the reference twin.
     """
-    B, T, H, V, dtype = _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws)
-    grads = [("dWxh", dWxh), ("dWhh", dWhh), ("dWhy", dWhy), ("dbh", dbh), ("dby", dby)]
-    for (name, g), p in zip(grads, (Wxh, Whh, Why, bh, by)):
-        _array(name, g, dtype, -1, True)
-        _shape(name, g, p.shape)
-    _no_alias(grads + [("hlast", hlast)],
-              [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
-               ("X", X), ("Y", Y), ("h0", h0)])
-    for i in range(5):
-        for j in range(i + 1, 5):
-            if _overlap(grads[i][1], grads[j][1]):
-                raise ValueError(f"output {grads[i][0]} overlaps output {grads[j][0]}")
-    if dtype == _F64:
+    dtype = getattr(Wxh, "dtype", None)
+    try:
+        if dtype is _F64 and isinstance(ws, Workspace):
+            return _run_grads[double](Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy,
+                                      dbh, dby, hlast, ws.hs, ws.zs, ws.dhs, ws.dhnext)
+        if dtype is _F32 and isinstance(ws, Workspace):
+            return _run_grads[float](Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy,
+                                     dbh, dby, hlast, ws.hs, ws.zs, ws.dhs, ws.dhnext)
+    except (_Invalid, ValueError, TypeError, BufferError):
+        pass
+    _check_grads(Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy, dbh, dby, hlast, ws)
+    # the precise checks passed where the fast ones did not (an unusual but valid dtype
+    # object, say): run on normalised arrays
+    if Wxh.dtype == _F64:
         return _run_grads[double](Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy,
                                   dbh, dby, hlast, ws.hs, ws.zs, ws.dhs, ws.dhnext)
     return _run_grads[float](Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy,
@@ -324,8 +473,16 @@ def loss_and_grads(Wxh not None, Whh not None, Why not None, bh not None, by not
 def loss(Wxh not None, Whh not None, Why not None, bh not None, by not None,
          X not None, Y not None, h0 not None, hlast not None, ws not None):
     """Forward-only loss of a (B, T) chunk: ``loss_and_grads`` without gradient work."""
-    B, T, H, V, dtype = _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws)
-    if dtype == _F64:
+    dtype = getattr(Wxh, "dtype", None)
+    try:
+        if dtype is _F64 and isinstance(ws, Workspace):
+            return _run_forward[double](Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws.hs, ws.zs)
+        if dtype is _F32 and isinstance(ws, Workspace):
+            return _run_forward[float](Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws.hs, ws.zs)
+    except (_Invalid, ValueError, TypeError, BufferError):
+        pass
+    _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws)
+    if Wxh.dtype == _F64:
         return _run_forward[double](Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws.hs, ws.zs)
     return _run_forward[float](Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws.hs, ws.zs)
 
@@ -363,10 +520,12 @@ cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
                 n += 1
         memset(e, 0, V * sizeof(floating))
         for i in range(k):
-            e[top[i]] = _exp(z[top[i]] / temperature - m)
+            e[top[i]] = _expneg(z[top[i]] / temperature - m)
+    elif floating is float:
+        # e = np.exp(z / temperature - m)
+        vm_expscale_f(z, temperature, m, e, V)
     else:
-        for j in range(V):
-            e[j] = _exp(z[j] / temperature - m)
+        vm_expscale_d(z, temperature, m, e, V)
     c = 0
     for j in range(V):
         c = c + e[j]
@@ -482,6 +641,7 @@ cdef _check_clip(double clip, double scale):
 
 
 cdef _check_update(w, g, list states, list hypers, double clip, double scale):
+    """The Python checks of the update kernels: raise the precise error."""
     _vec("w", w, None, True)
     _vec("g", g, w.dtype)
     _shape("g", g, w.shape)
@@ -490,38 +650,69 @@ cdef _check_update(w, g, list states, list hypers, double clip, double scale):
         _shape(name, s, w.shape)
     _no_alias([("w", w)] + states, [("g", g)])
     _no_alias([("w", w)], states)
+    for i in range(len(states)):                                # Adam's m and v
+        for j in range(i + 1, len(states)):
+            if _overlap(states[i][1], states[j][1]):
+                raise ValueError(f"output {states[i][0]} overlaps output {states[j][0]}")
     for name, value in hypers:
         if not math.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value}")
     _check_clip(clip, scale)
 
 
-cdef double _sumsq(const floating[::1] g) noexcept:
-    cdef Py_ssize_t i
-    cdef double s = 0
+cdef inline floating* _ptr(const floating[::1] a) noexcept nogil:
+    return <floating*>&a[0] if a.shape[0] else NULL
+
+
+cdef bint _vecs_ok(floating[::1] w, const floating[::1] g, floating[::1] s1,
+                   floating[::1] s2, int nstates) noexcept:
+    """Same lengths; w, the states and g pairwise apart (s1, s2 unused beyond nstates)."""
+    cdef Py_ssize_t n = w.shape[0], nb = w.shape[0] * sizeof(floating)
+    if n > _MAX or g.shape[0] != n or (nstates > 0 and s1.shape[0] != n) or (nstates > 1 and s2.shape[0] != n):
+        return False
+    if not _apart(_ptr(w), nb, _ptr(g), nb):
+        return False
+    if nstates > 0 and not (_apart(_ptr(s1), nb, _ptr(g), nb) and _apart(_ptr(s1), nb, _ptr(w), nb)):
+        return False
+    if nstates > 1 and not (_apart(_ptr(s2), nb, _ptr(g), nb) and _apart(_ptr(s2), nb, _ptr(w), nb)
+                            and _apart(_ptr(s2), nb, _ptr(s1), nb)):
+        return False
+    return True
+
+
+cdef double _sumsq(const floating[::1] g) except? -1:
+    cdef double s
+    if g.shape[0] > _MAX:
+        raise _Invalid
     with nogil:
-        for i in range(g.shape[0]):
-            s += <double>g[i] * <double>g[i]
+        if floating is float:
+            s = vm_sumsq_f(_ptr(g), g.shape[0])
+        else:
+            s = vm_sumsq_d(_ptr(g), g.shape[0])
     return s
 
 
 def sumsq(g not None):
     """Sum of squares of a 1-D array, accumulated in float64 (for the global norm)."""
+    dtype = getattr(g, "dtype", None)
+    try:
+        if dtype is _F64:
+            return _sumsq[double](g)
+        if dtype is _F32:
+            return _sumsq[float](g)
+    except (ValueError, TypeError, BufferError):
+        pass
     _vec("g", g)
     return _sumsq[double](g) if g.dtype == _F64 else _sumsq[float](g)
 
 
-cdef void _clip(floating[::1] g, floating lo, floating hi, floating scale) noexcept:
-    cdef Py_ssize_t i
-    cdef floating x
+cdef void _clip(floating[::1] g, double clip, double scale) noexcept:
     with nogil:
-        for i in range(g.shape[0]):
-            x = g[i] * scale
-            if x > hi:
-                x = hi
-            elif x < lo:
-                x = lo
-            g[i] = x
+        # g = np.clip(g * scale, -clip, clip)
+        if floating is float:
+            vm_clip_f(_ptr(g), g.shape[0], <float>clip, <float>scale)
+        else:
+            vm_clip_d(_ptr(g), g.shape[0], clip, scale)
 
 
 def clip_(g not None, double clip):
@@ -529,9 +720,9 @@ def clip_(g not None, double clip):
     _vec("g", g, None, True)
     _check_clip(clip, 1.0)
     if g.dtype == _F64:
-        _clip[double](g, -clip, clip, 1)
+        _clip[double](g, clip, 1.0)
     else:
-        _clip[float](g, -clip, clip, 1)
+        _clip[float](g, clip, 1.0)
 
 
 def scale_(g not None, double scale):
@@ -539,128 +730,148 @@ def scale_(g not None, double scale):
     _vec("g", g, None, True)
     _check_clip(INFINITY, scale)
     if g.dtype == _F64:
-        _clip[double](g, -INFINITY, INFINITY, scale)
+        _clip[double](g, INFINITY, scale)
     else:
-        _clip[float](g, -INFINITY, INFINITY, scale)
+        _clip[float](g, INFINITY, scale)
 
 
 # ----------------------------------------------------------------------------- optimizers
 #
-# Fused in-place loops: g' = clip(g * scale, -clip, clip), then the update, in one pass.
-# g is not modified. The arithmetic order follows the NumPy twin's expressions.
+# Fused in-place passes (csrc/_vmath.h): g' = clip(g * scale, -clip, clip), then the
+# update, in one loop. g is not modified. The arithmetic order follows the NumPy twin.
 
-cdef inline floating _g(floating g, floating scale, floating clip) noexcept nogil:
-    if scale != 1:
-        g = g * scale
-    if g > clip:
-        return clip
-    if g < -clip:
-        return -clip
-    return g
-
-
-cdef void _sgd(floating[::1] w, const floating[::1] g, floating lr, floating clip,
-               floating scale) noexcept:
-    cdef Py_ssize_t i
+cdef bint _sgd(floating[::1] w, const floating[::1] g, double lr, double clip,
+               double scale) noexcept:
+    if not _vecs_ok(w, g, w, w, 0):
+        return False
     with nogil:
-        for i in range(w.shape[0]):
-            # w -= lr * g
-            w[i] -= lr * _g(g[i], scale, clip)
+        # w -= lr * g
+        if floating is float:
+            vm_sgd_f(_ptr(w), _ptr(g), w.shape[0], <float>lr, <float>clip, <float>scale)
+        else:
+            vm_sgd_d(_ptr(w), _ptr(g), w.shape[0], lr, clip, scale)
+    return True
 
 
-cdef void _adagrad(floating[::1] w, const floating[::1] g, floating[::1] m, floating lr,
-                   floating eps, floating clip, floating scale) noexcept:
-    cdef Py_ssize_t i
-    cdef floating gi
+cdef bint _adagrad(floating[::1] w, const floating[::1] g, floating[::1] m, double lr,
+                   double eps, double clip, double scale) noexcept:
+    if not _vecs_ok(w, g, m, m, 1):
+        return False
     with nogil:
-        for i in range(w.shape[0]):
-            gi = _g(g[i], scale, clip)
-            # m += g*g;  w -= lr * g / sqrt(m + eps)
-            m[i] += gi * gi
-            if floating is float:
-                w[i] -= lr * gi / sqrtf(m[i] + eps)
-            else:
-                w[i] -= lr * gi / sqrt(m[i] + eps)
+        # m += g*g;  w -= lr * g / np.sqrt(m + eps)
+        if floating is float:
+            vm_adagrad_f(_ptr(w), _ptr(g), _ptr(m), w.shape[0], <float>lr, <float>eps,
+                         <float>clip, <float>scale)
+        else:
+            vm_adagrad_d(_ptr(w), _ptr(g), _ptr(m), w.shape[0], lr, eps, clip, scale)
+    return True
 
 
-cdef void _rmsprop(floating[::1] w, const floating[::1] g, floating[::1] v, floating lr,
-                   floating rho, floating omr, floating eps, floating clip,
-                   floating scale) noexcept:
-    cdef Py_ssize_t i
-    cdef floating gi
+cdef bint _rmsprop(floating[::1] w, const floating[::1] g, floating[::1] v, double lr,
+                   double rho, double eps, double clip, double scale) noexcept:
+    if not _vecs_ok(w, g, v, v, 1):
+        return False
     with nogil:
-        for i in range(w.shape[0]):
-            gi = _g(g[i], scale, clip)
-            # v = rho*v + (1-rho)*g*g;  w -= lr * g / (sqrt(v) + eps)
-            v[i] = v[i] * rho + omr * (gi * gi)
-            if floating is float:
-                w[i] -= lr * gi / (sqrtf(v[i]) + eps)
-            else:
-                w[i] -= lr * gi / (sqrt(v[i]) + eps)
+        # v = rho*v + (1-rho)*g*g;  w -= lr * g / (np.sqrt(v) + eps)
+        if floating is float:
+            vm_rmsprop_f(_ptr(w), _ptr(g), _ptr(v), w.shape[0], <float>lr, <float>rho,
+                         <float>(1 - rho), <float>eps, <float>clip, <float>scale)
+        else:
+            vm_rmsprop_d(_ptr(w), _ptr(g), _ptr(v), w.shape[0], lr, rho, 1 - rho, eps,
+                         clip, scale)
+    return True
 
 
-cdef void _adam(floating[::1] w, const floating[::1] g, floating[::1] m, floating[::1] v,
-                floating lr, floating b1, floating omb1, floating b2, floating omb2,
-                floating c1, floating c2, floating eps, floating clip,
-                floating scale) noexcept:
-    cdef Py_ssize_t i
-    cdef floating gi
+cdef bint _adam(floating[::1] w, const floating[::1] g, floating[::1] m, floating[::1] v,
+                double lr, double b1, double b2, double eps, long step, double clip,
+                double scale) noexcept:
+    if not _vecs_ok(w, g, m, v, 2):
+        return False
+    cdef double c1 = 1 - b1 ** step, c2 = 1 - b2 ** step
     with nogil:
-        for i in range(w.shape[0]):
-            gi = _g(g[i], scale, clip)
-            # m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g
-            m[i] = m[i] * b1 + omb1 * gi
-            v[i] = v[i] * b2 + omb2 * (gi * gi)
-            # w -= lr * (m / c1) / (sqrt(v / c2) + eps)
-            if floating is float:
-                w[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps)
-            else:
-                w[i] -= lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps)
+        # m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g
+        # w -= lr * (m / c1) / (np.sqrt(v / c2) + eps)
+        if floating is float:
+            vm_adam_f(_ptr(w), _ptr(g), _ptr(m), _ptr(v), w.shape[0], <float>lr, <float>b1,
+                      <float>(1 - b1), <float>b2, <float>(1 - b2), <float>c1, <float>c2,
+                      <float>eps, <float>clip, <float>scale)
+        else:
+            vm_adam_d(_ptr(w), _ptr(g), _ptr(m), _ptr(v), w.shape[0], lr, b1, 1 - b1, b2,
+                      1 - b2, c1, c2, eps, clip, scale)
+    return True
+
+
+cdef inline bint _hypers_ok(double lr, double a, double b, double c, double clip,
+                            double scale) noexcept:
+    return (isfinite(lr) and isfinite(a) and isfinite(b) and isfinite(c) and clip > 0
+            and isfinite(scale) and scale >= 0)
 
 
 def sgd_update(w not None, g not None, double lr, double clip=5.0, double scale=1.0):
     """w -= lr * g'"""
+    dtype = getattr(w, "dtype", None)
+    if _hypers_ok(lr, 0, 0, 0, clip, scale):
+        try:
+            if dtype is _F64 and _sgd[double](w, g, lr, clip, scale):
+                return
+            if dtype is _F32 and _sgd[float](w, g, lr, clip, scale):
+                return
+        except (ValueError, TypeError, BufferError):
+            pass
     _check_update(w, g, [], [("lr", lr)], clip, scale)
-    if w.dtype == _F64:
-        _sgd[double](w, g, lr, clip, scale)
-    else:
-        _sgd[float](w, g, lr, clip, scale)
+    raise ValueError("invalid arguments to sgd_update")
 
 
 def adagrad_update(w not None, g not None, m not None, double lr, double eps=1e-8,
                    double clip=5.0, double scale=1.0):
     """m += g'*g';  w -= lr * g' / sqrt(m + eps)   (the classic)"""
+    dtype = getattr(w, "dtype", None)
+    if _hypers_ok(lr, eps, 0, 0, clip, scale):
+        try:
+            if dtype is _F64 and _adagrad[double](w, g, m, lr, eps, clip, scale):
+                return
+            if dtype is _F32 and _adagrad[float](w, g, m, lr, eps, clip, scale):
+                return
+        except (ValueError, TypeError, BufferError):
+            pass
     _check_update(w, g, [("m", m)], [("lr", lr), ("eps", eps)], clip, scale)
-    if w.dtype == _F64:
-        _adagrad[double](w, g, m, lr, eps, clip, scale)
-    else:
-        _adagrad[float](w, g, m, lr, eps, clip, scale)
+    raise ValueError("invalid arguments to adagrad_update")
 
 
 def rmsprop_update(w not None, g not None, v not None, double lr, double rho=0.99,
                    double eps=1e-8, double clip=5.0, double scale=1.0):
     """v = rho*v + (1-rho)*g'*g';  w -= lr * g' / (sqrt(v) + eps)"""
+    dtype = getattr(w, "dtype", None)
+    if _hypers_ok(lr, rho, eps, 0, clip, scale):
+        try:
+            if dtype is _F64 and _rmsprop[double](w, g, v, lr, rho, eps, clip, scale):
+                return
+            if dtype is _F32 and _rmsprop[float](w, g, v, lr, rho, eps, clip, scale):
+                return
+        except (ValueError, TypeError, BufferError):
+            pass
     _check_update(w, g, [("v", v)], [("lr", lr), ("rho", rho), ("eps", eps)], clip, scale)
-    if w.dtype == _F64:
-        _rmsprop[double](w, g, v, lr, rho, 1 - rho, eps, clip, scale)
-    else:
-        _rmsprop[float](w, g, v, lr, rho, 1 - rho, eps, clip, scale)
+    raise ValueError("invalid arguments to rmsprop_update")
 
 
 def adam_update(w not None, g not None, m not None, v not None, double lr,
                 double beta1=0.9, double beta2=0.999, double eps=1e-8, long step=1,
                 double clip=5.0, double scale=1.0):
     """Adam with bias correction; ``step`` counts from 1."""
+    dtype = getattr(w, "dtype", None)
+    if step >= 1 and _hypers_ok(lr, beta1, beta2, eps, clip, scale):
+        try:
+            if dtype is _F64 and _adam[double](w, g, m, v, lr, beta1, beta2, eps, step,
+                                               clip, scale):
+                return
+            if dtype is _F32 and _adam[float](w, g, m, v, lr, beta1, beta2, eps, step,
+                                              clip, scale):
+                return
+        except (ValueError, TypeError, BufferError):
+            pass
     _check_update(w, g, [("m", m), ("v", v)],
                   [("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps)],
                   clip, scale)
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
-    c1 = 1 - beta1 ** step
-    c2 = 1 - beta2 ** step
-    if w.dtype == _F64:
-        _adam[double](w, g, m, v, lr, beta1, 1 - beta1, beta2, 1 - beta2, c1, c2, eps,
-                      clip, scale)
-    else:
-        _adam[float](w, g, m, v, lr, beta1, 1 - beta1, beta2, 1 - beta2, c1, c2, eps,
-                     clip, scale)
+    raise ValueError("invalid arguments to adam_update")
