@@ -297,13 +297,15 @@ def draw(z, u, temperature, k):
     """Draw one id from logits ``z`` (V,) with uniform ``u`` by inverse CDF.
 
     The order of operations is the contract the compiled kernel follows exactly:
-    s = z / temperature, e = exp(s - max s) over the top-k ids (0 elsewhere),
+    e = exp((z - max z) / temperature) over the top-k ids (0 elsewhere),
     c = cumsum(e) in id order, and the id is the first i with c[i] > u * c[-1].
+    Subtracting the max first keeps the exponent <= 0 however small the temperature.
     """
-    if temperature == 0:
+    t = z.dtype.type(temperature)
+    if t == 0:                                  # 0, or a temperature that is 0 in this dtype
         return int(np.argmax(z))                                # first maximum
-    s = z / z.dtype.type(temperature)
-    e = np.exp(s - s.max())
+    with np.errstate(over="ignore", under="ignore"):
+        e = np.exp((z - z.max()) / t)
     if k and k < z.size:
         keep = np.argsort(-z, kind="stable")[:k]                # ties: lower id first
         mask = np.zeros(z.size, bool)

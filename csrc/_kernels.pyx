@@ -492,20 +492,18 @@ def loss(Wxh not None, Whh not None, Why not None, bh not None, by not None,
 cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
                floating* e, int* top) noexcept nogil:
     """One id from logits z (V,) by inverse CDF, in the exact order of
-    _numpy_kernels.draw: e = exp(z/T - max(z/T)), zero outside the top k, then the first
+    _numpy_kernels.draw: e = exp((z - max z) / T), zero outside the top k, then the first
     id whose running sum exceeds u * total. top is scratch for k ints."""
     cdef int j, i, n = 0, best = 0
     cdef floating m, c
     cdef double target
-    if temperature == 0:
-        for j in range(1, V):                             # the first maximum
-            if z[j] > z[best]:
-                best = j
+    for j in range(1, V):                                 # the first maximum
+        if z[j] > z[best]:
+            best = j
+    if temperature == 0:                                  # 0, or 0 in this dtype
         return best
-    m = z[0] / temperature
-    for j in range(1, V):
-        if z[j] / temperature > m:
-            m = z[j] / temperature
+    # (z - m) / T <= 0 cannot overflow, however small T is
+    m = z[best]
     if 0 < k < V:
         # the k largest z, ties to the lower id: insertion into a sorted list of k
         for j in range(V):
@@ -520,9 +518,9 @@ cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
                 n += 1
         memset(e, 0, V * sizeof(floating))
         for i in range(k):
-            e[top[i]] = _expneg(z[top[i]] / temperature - m)
+            e[top[i]] = _expneg((z[top[i]] - m) / temperature)
     elif floating is float:
-        # e = np.exp(z / temperature - m)
+        # e = np.exp((z - m) / temperature)
         vm_expscale_f(z, temperature, m, e, V)
     else:
         vm_expscale_d(z, temperature, m, e, V)

@@ -128,14 +128,14 @@ VM_CLONES static void vm_expsub_inplace_d(double* a, double m, ptrdiff_t n) {
 VM_CLONES static void vm_expsub_inplace_f(float* a, float m, ptrdiff_t n) {
     for (ptrdiff_t i = 0; i < n; i++) a[i] = vm_expneg_f(a[i] - m);
 }
-/* e = exp(z / temp - m) */
+/* e = exp((z - m) / temp), m = max z */
 VM_CLONES static void vm_expscale_d(const double* z, double temp, double m, double* e,
                                     ptrdiff_t n) {
-    for (ptrdiff_t i = 0; i < n; i++) e[i] = vm_expneg_d(z[i] / temp - m);
+    for (ptrdiff_t i = 0; i < n; i++) e[i] = vm_expneg_d((z[i] - m) / temp);
 }
 VM_CLONES static void vm_expscale_f(const float* z, float temp, float m, float* e,
                                     ptrdiff_t n) {
-    for (ptrdiff_t i = 0; i < n; i++) e[i] = vm_expneg_f(z[i] / temp - m);
+    for (ptrdiff_t i = 0; i < n; i++) e[i] = vm_expneg_f((z[i] - m) / temp);
 }
 
 /* da = (1 - h*h) * (da + dhnext) */
