@@ -65,3 +65,98 @@ def shared_file():
                         f"(set CHARRNN_DATA_DIR or place ../shared/data)")
         return d / name
     return get
+
+
+# ----------------------------------------------------------------------------- kernel helpers
+#
+# Plain functions (importable as ``from conftest import ...``) that build parameters and
+# chunks and call the raw kernels, shared by the parity, gradient-check, property and
+# sampling tests.
+
+PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+GRAD_NAMES = ("dWxh", "dWhh", "dWhy", "dbh", "dby")
+SCALES = ("init", "trained")
+
+
+def make_params(H: int, V: int, dtype="float64", scale: str = "init",
+                seed: int = 0) -> dict[str, np.ndarray]:
+    """The five parameters ``Wxh (H,V), Whh (H,H), Why (V,H), bh (H,), by (V,)``.
+
+    ``scale="init"`` is the classic initialisation (randn * 0.01, zero biases);
+    ``scale="trained"`` looks like a moderately trained model without being chaotic:
+    Whh rescaled to spectral radius 0.9, Wxh and Why ~ N(0, 0.4), biases ~ N(0, 0.1).
+    Every value is representable in float32, so a float32 run and the float64 reference
+    see the same numbers and only the arithmetic differs.
+    """
+    rng = np.random.default_rng(seed)
+    if scale == "init":
+        P = {"Wxh": rng.standard_normal((H, V)) * 0.01,
+             "Whh": rng.standard_normal((H, H)) * 0.01,
+             "Why": rng.standard_normal((V, H)) * 0.01,
+             "bh": np.zeros(H), "by": np.zeros(V)}
+    elif scale == "trained":
+        Whh = rng.standard_normal((H, H))
+        Whh *= 0.9 / np.max(np.abs(np.linalg.eigvals(Whh)))
+        P = {"Wxh": rng.standard_normal((H, V)) * 0.4, "Whh": Whh,
+             "Why": rng.standard_normal((V, H)) * 0.4,
+             "bh": rng.standard_normal(H) * 0.1, "by": rng.standard_normal(V) * 0.1}
+    else:
+        raise ValueError(f"unknown scale {scale!r}")
+    return {k: np.ascontiguousarray(v.astype(np.float32).astype(dtype)) for k, v in P.items()}
+
+
+def cast_params(P: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
+    return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in P.items()}
+
+
+def make_chunk(B: int, T: int, H: int, V: int, dtype="float64", seed: int = 1):
+    """Random int32 ids X, Y (B, T) and a start state h0 (B, H) in (-1, 1)."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, V, (B, T)).astype(np.int32)
+    Y = rng.integers(0, V, (B, T)).astype(np.int32)
+    h0 = np.tanh(rng.standard_normal((B, H)) * 0.5).astype(np.float32).astype(dtype)
+    return X, Y, h0
+
+
+def run_loss_and_grads(K, P, X, Y, h0, ws=None):
+    """Call ``K.loss_and_grads``; return (loss, {dWxh..dby: array}, hlast)."""
+    from charrnn import Workspace
+    B, T = X.shape
+    H, V = P["Wxh"].shape
+    dtype = P["Wxh"].dtype
+    G = {d: np.full_like(P[p], np.nan) for d, p in zip(GRAD_NAMES, PARAM_NAMES)}
+    hlast = np.full((B, H), np.nan, dtype)
+    if ws is None:
+        ws = Workspace(B, T, H, V, dtype)
+    L = K.loss_and_grads(*(P[k] for k in PARAM_NAMES), X, Y, h0,
+                         *(G[k] for k in GRAD_NAMES), hlast, ws)
+    return L, G, hlast
+
+
+def run_loss(K, P, X, Y, h0, ws=None):
+    """Call the forward-only ``K.loss``; return (loss, hlast)."""
+    from charrnn import Workspace
+    B, T = X.shape
+    H, V = P["Wxh"].shape
+    dtype = P["Wxh"].dtype
+    hlast = np.full((B, H), np.nan, dtype)
+    if ws is None:
+        ws = Workspace(B, T, H, V, dtype)
+    L = K.loss(*(P[k] for k in PARAM_NAMES), X, Y, h0, hlast, ws)
+    return L, hlast
+
+
+def assert_close_to_ref(name: str, a, ref, rtol: float, atol_frac: float) -> None:
+    """``|a - ref| <= atol_frac * max|ref| + rtol * |ref|`` element-wise."""
+    ref = np.asarray(ref, np.float64)
+    a = np.asarray(a, np.float64)
+    assert a.shape == ref.shape, f"{name}: shape {a.shape} != {ref.shape}"
+    assert np.all(np.isfinite(a)), f"{name}: non-finite values"
+    atol = atol_frac * (float(np.max(np.abs(ref))) if ref.size else 0.0)
+    np.testing.assert_allclose(a, ref, rtol=rtol, atol=atol, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """The compiled kernel module (module scope, so hypothesis tests may use it)."""
+    return compiled_kernels()
