@@ -152,12 +152,13 @@ def _check_clip(clip, scale):
 def _forward(Wxh, Whh, Why, bh, by, X, Y, h0, hs, zs):
     """Run the recurrence and the output layer. Leaves p - onehot(Y) in zs; returns L."""
     B, T = X.shape
+    # the input side of every step at once: Wxh[:, x].T + bh   (T, B, H), a column gather
+    A = Wxh.T[X.T] + bh
     hs[0] = h0
     for t in range(T):
-        # a_t = Wxh[:, x_t].T + h_{t-1} @ Whh.T + bh          (B, H), a column gather
-        a = Wxh[:, X[:, t]].T + bh
-        a += hs[t] @ Whh.T
-        np.tanh(a, out=hs[t + 1])
+        a = A[t]                                                # (B, H)
+        a += hs[t] @ Whh.T                                      # a_t = ... + h_{t-1} @ Whh.T
+        np.tanh(a, out=hs[t + 1])                               # h_t = tanh(a_t)
     Hs = hs[1:].reshape(T * B, -1)                              # (T*B, H), row t*B + b
     Z = zs.reshape(T * B, -1)                                   # (T*B, V)
     np.matmul(Hs, Why.T, out=Z)                                 # all T steps in one GEMM
@@ -230,11 +231,12 @@ def loss_and_grads(Wxh, Whh, Why, bh, by, X, Y, h0,
     np.matmul(dZ, Why, out=dH)                                  # dh   = dz @ Why   (T*B, H)
 
     # backward through time: only da_t @ Whh is sequential
+    dtanh = 1 - hs[1:] * hs[1:]                                 # (T, B, H): 1 - h_t**2
     dhnext[:] = 0
     for t in reversed(range(T)):
         da = dhs[t]                                             # (B, H)
         da += dhnext                                            # dh_t = dz_t @ Why + dhnext
-        da *= 1 - hs[t + 1] * hs[t + 1]                         # da_t = (1 - h_t**2) * dh_t
+        da *= dtanh[t]                                          # da_t = (1 - h_t**2) * dh_t
         if t > 0:
             np.matmul(da, Whh, out=dhnext)                      # dhnext = da_t @ Whh
     np.matmul(dH.T, hs[:T].reshape(T * B, H), out=dWhh)         # dWhh = sum_t da_t.T @ h_{t-1}
@@ -352,7 +354,8 @@ def sample(Wxh, Whh, Why, bh, by, h, first_ids, uniforms, temperature=1.0, top_k
 def sumsq(g):
     """Sum of squares of a 1-D array, accumulated in float64 (for the global norm)."""
     _check_vec("g", g)
-    return float(np.dot(g.astype(np.float64, copy=False), g.astype(np.float64, copy=False)))
+    # einsum casts chunk by chunk: no float64 copy of g
+    return float(np.einsum("i,i->", g, g, dtype=np.float64))
 
 
 def clip_(g, clip):
@@ -386,29 +389,38 @@ def sgd_update(w, g, lr, clip=5.0, scale=1.0):
     """w -= lr * g'"""
     _check_update(w, g, [], [("lr", lr)])
     _check_clip(clip, scale)
-    g = _clipped(g, clip, scale)
-    w -= w.dtype.type(lr) * g
+    g = _clipped(g, clip, scale)                                # a fresh array
+    g *= w.dtype.type(lr)
+    w -= g
 
 
 def adagrad_update(w, g, m, lr, eps=1e-8, clip=5.0, scale=1.0):
     """m += g'*g';  w -= lr * g' / sqrt(m + eps)   (the classic)"""
     _check_update(w, g, [("m", m)], [("lr", lr), ("eps", eps)])
     _check_clip(clip, scale)
-    g = _clipped(g, clip, scale)
+    g = _clipped(g, clip, scale)                                # a fresh array
     t = w.dtype.type
     m += g * g
-    w -= t(lr) * g / np.sqrt(m + t(eps))
+    s = m + t(eps)
+    np.sqrt(s, out=s)
+    g *= t(lr)
+    g /= s                                                      # lr * g / sqrt(m + eps)
+    w -= g
 
 
 def rmsprop_update(w, g, v, lr, rho=0.99, eps=1e-8, clip=5.0, scale=1.0):
     """v = rho*v + (1-rho)*g'*g';  w -= lr * g' / (sqrt(v) + eps)"""
     _check_update(w, g, [("v", v)], [("lr", lr), ("rho", rho), ("eps", eps)])
     _check_clip(clip, scale)
-    g = _clipped(g, clip, scale)
+    g = _clipped(g, clip, scale)                                # a fresh array
     t = w.dtype.type
     v *= t(rho)
     v += t(1 - rho) * (g * g)
-    w -= t(lr) * g / (np.sqrt(v) + t(eps))
+    s = np.sqrt(v)
+    s += t(eps)
+    g *= t(lr)
+    g /= s                                                      # lr * g / (sqrt(v) + eps)
+    w -= g
 
 
 def adam_update(w, g, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-8, step=1,
@@ -423,7 +435,7 @@ def adam_update(w, g, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-8, step=1,
     _check_clip(clip, scale)
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
-    g = _clipped(g, clip, scale)
+    g = _clipped(g, clip, scale)                                # a fresh array
     t = w.dtype.type
     m *= t(beta1)
     m += t(1 - beta1) * g
@@ -431,4 +443,10 @@ def adam_update(w, g, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-8, step=1,
     v += t(1 - beta2) * (g * g)
     c1 = t(1 - beta1 ** step)
     c2 = t(1 - beta2 ** step)
-    w -= t(lr) * (m / c1) / (np.sqrt(v / c2) + t(eps))
+    s = v / c2
+    np.sqrt(s, out=s)
+    s += t(eps)
+    np.divide(m, c1, out=g)
+    g *= t(lr)
+    g /= s                                       # lr * (m / c1) / (sqrt(v / c2) + eps)
+    w -= g
