@@ -13,8 +13,14 @@ True
 
 from ._version import __version__
 from .backend import BackendUnavailable, available_backends, get_kernels
+from .checkpoint import load
+from .config import TrainConfig
+from .corpus import Corpus
+from .errors import (CheckpointError, CorpusError, TrainingDiverged,
+                     TrainingInterrupted)
 from .model import CharRNN
 from .optim import make_optimizer
+from .train import TrainResult, train
 from .vocab import Vocab
 from .workspace import Workspace
 
@@ -22,9 +28,18 @@ __all__ = [
     "__version__",
     "BackendUnavailable",
     "CharRNN",
+    "CheckpointError",
+    "Corpus",
+    "CorpusError",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "TrainingInterrupted",
     "Vocab",
     "Workspace",
     "available_backends",
     "get_kernels",
+    "load",
     "make_optimizer",
+    "train",
 ]

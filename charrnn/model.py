@@ -17,6 +17,7 @@ from .vocab import Vocab
 from .workspace import Workspace
 
 PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+_MAX = 2**31 - 1
 
 
 def param_shapes(H: int, V: int) -> dict[str, tuple[int, ...]]:
@@ -126,14 +127,20 @@ class CharRNN:
         if a is None:
             raise TypeError(f"{name} must be a sequence of ids, not None")
         arr = np.asarray(a)
+        if arr.size == 0:
+            raise ValueError(f"{name} is empty")
         if arr.dtype == object or arr.dtype.kind not in "iub":
             raise TypeError(f"{name} must hold integer ids, not {arr.dtype}")
         if arr.dtype.kind == "b":
             raise TypeError(f"{name} must hold integer ids, not bool")
         if arr.ndim not in (1, 2):
             raise ValueError(f"{name} must be 1-D (T,) or 2-D (B, T), got shape {arr.shape}")
-        if arr.size == 0:
-            raise ValueError(f"{name} is empty")
+        # the kernels index with 32-bit BLAS ints: refuse before converting or allocating
+        n, widest = arr.size, max(self.hidden_size, self.vocab_size)
+        if n > _MAX or n * widest > _MAX:
+            raise ValueError(f"{name} of shape {arr.shape} is too large: the chunk's "
+                             f"(steps x streams x {widest}) arrays need 2**31 or more "
+                             f"elements; split it into smaller chunks")
         bad = np.flatnonzero((arr < 0) | (arr >= self.vocab_size))
         if bad.size:
             pos = [int(p) for p in np.unravel_index(bad[0], arr.shape)]
@@ -220,3 +227,56 @@ class CharRNN:
                                    g["Wxh"], g["Whh"], g["Why"], g["bh"], g["by"], hlast,
                                    self.workspace(*X.shape))
         return L, hlast
+
+    # ------------------------------------------------------------------ training, sampling, files
+    # Thin wrappers: the work lives in charrnn.train, charrnn.sampling, charrnn.checkpoint.
+
+    def fit(self, data=None, **kwargs):
+        """Train this model on a text; see :func:`charrnn.train` for every control.
+
+        A model that was trained before, or loaded from a checkpoint, continues exactly
+        where it stopped (optimizer state, data position, carried state).
+
+        Returns
+        -------
+        charrnn.TrainResult
+        """
+        from .train import train
+        return train(data, model=self, **kwargs)
+
+    def sample(self, n: int, prime: str = "", temperature: float = 1.0, top_k=None,
+               seed=None, skip_unknown: bool = False) -> str:
+        """``n`` characters drawn after ``prime``; the same seed gives the same text.
+
+        See :func:`charrnn.sampling.sample`.
+        """
+        from .sampling import sample
+        return sample(self, n, prime, temperature, top_k, seed, skip_unknown)
+
+    def generate(self, n=None, prime: str = "", temperature: float = 1.0, top_k=None,
+                 seed=None, skip_unknown: bool = False):
+        """An iterator of sampled characters (endless if ``n`` is None); see ``sample``."""
+        from .sampling import generate
+        return generate(self, n, prime, temperature, top_k, seed, skip_unknown)
+
+    def sample_many(self, k: int, n: int, prime: str = "", temperature: float = 1.0,
+                    top_k=None, seed=None, skip_unknown: bool = False) -> list:
+        """``k`` independent samples of ``n`` characters, drawn as one batch."""
+        from .sampling import sample_many
+        return sample_many(self, k, n, prime, temperature, top_k, seed, skip_unknown)
+
+    def score(self, text: str, skip_unknown: bool = False) -> float:
+        """Bits per character of ``text`` under the model."""
+        from .sampling import score
+        return score(self, text, skip_unknown)
+
+    def save(self, path):
+        """Write the model (and its training state, if any) to one checkpoint file."""
+        from .checkpoint import save
+        return save(path, self, getattr(self, "_train_state", None))
+
+    @classmethod
+    def load(cls, path, backend: str = "auto") -> "CharRNN":
+        """A model from a checkpoint file; see :func:`charrnn.load`."""
+        from .checkpoint import load
+        return load(path, backend)

@@ -80,6 +80,8 @@ class Vocab:
 
     def unknown(self, text: str) -> list[str]:
         """The distinct characters of ``text`` that are not in the vocabulary, sorted."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, not {type(text).__name__}")
         cps = np.unique(_codepoints(text))
         pos = np.clip(np.searchsorted(self._cps, cps), 0, len(self._cps) - 1)
         return [chr(c) for c in cps[self._cps[pos] != cps]]

@@ -1,0 +1,455 @@
+"""Checkpoints: one ``.npz`` file, no pickle, written atomically and validated on load.
+
+Why ``.npz`` and not safetensors: it needs nothing beyond NumPy (the runtime depends on
+NumPy and SciPy only), ``numpy.load(..., allow_pickle=False)`` refuses any object array,
+so loading never runs code, and every array keeps its exact dtype and shape. Anyone can
+open a checkpoint with plain NumPy: the parameters are stored under their classic names.
+
+Layout (the members of the zip):
+
+====================  =========================================================
+``meta``              uint8 UTF-8 JSON: format name and version, charrnn version,
+                      the vocabulary, the model and training config, the optimizer
+                      (name, lr, hyper-parameters, step counter ``t``), the step,
+                      epoch and data position, chars seen, elapsed seconds, the best
+                      validation loss, the sample RNG state, the corpus fingerprint
+``Wxh Whh Why bh by`` the parameters, in the model's dtype and classic shapes
+``opt.<slot>``        the optimizer state (flat, like ``theta``): ``m``, ``v``
+``h``                 the carried hidden state, (B, H)
+====================  =========================================================
+
+A write goes to a temporary file in the target's directory, is flushed and fsynced,
+renamed over the target with ``os.replace`` and the directory fsynced: a reader sees the
+old file or the new one, never a mix. SIGINT is held off while a checkpoint is written,
+so a Ctrl-C during a save lands after it; temporary files left by a killed process are
+removed by the next save to the same path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+from .config import TrainConfig
+from .errors import CheckpointError
+from .model import CharRNN, param_shapes
+from .optim import OPTIMIZERS, Optimizer, make_optimizer
+from .vocab import Vocab
+
+FORMAT = "charrnn-checkpoint"
+FORMAT_VERSION = 1
+
+_save_lock = threading.Lock()
+
+
+@dataclass
+class TrainState:
+    """Everything besides the parameters that a run needs to continue exactly.
+
+    Attributes
+    ----------
+    config : TrainConfig
+    optimizer : Optimizer
+        With its state arrays and update counter ``t``.
+    h : ndarray, (B, H)
+        The hidden state carried per stream.
+    step : int
+        Updates applied so far.
+    epoch, position : int
+        Completed passes over the training text and the offset of the next step in
+        every stream (see :class:`charrnn.corpus.Batches`).
+    chars_seen : int
+    elapsed : float
+        Seconds of training so far, over all runs.
+    best_val_loss : float or None
+        In nats per character.
+    best_step : int or None
+    bad_evals : int
+        Evaluations since the best one (for early stopping).
+    rng_state : dict
+        ``bit_generator.state`` of the generator that draws the training samples.
+    corpus : dict
+        The fingerprint of the training text (:attr:`charrnn.corpus.Corpus.fingerprint`).
+    """
+
+    config: TrainConfig
+    optimizer: Optimizer
+    h: np.ndarray
+    step: int = 0
+    epoch: int = 0
+    position: int = 0
+    chars_seen: int = 0
+    elapsed: float = 0.0
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    rng_state: dict = field(default_factory=dict)
+    corpus: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- saving
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold SIGINT off while the body runs, then deliver it to the previous handler.
+
+    The Python-level handler is swapped (rather than the signal masked) because a
+    process-directed SIGINT may land on any thread, e.g. a BLAS worker.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    try:
+        old = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if pending and callable(old):
+            old(signal.SIGINT, pending[-1])
+
+
+def _tmp_prefix(name: str) -> str:
+    return f".{name}.tmp-"
+
+
+def _stale(p: Path, pid: int) -> bool:
+    """Whether a temporary file written by process ``pid`` is abandoned."""
+    if pid == os.getpid():
+        return True             # saves in this process are serialised: ours are stale
+    if os.name != "posix":      # os.kill(pid, 0) would terminate a process on Windows
+        try:
+            return time.time() - p.stat().st_mtime > 3600
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False            # alive, but someone else's
+    return False
+
+
+def clean_stale_temps(path) -> list[Path]:
+    """Remove temporary files that an interrupted save to ``path`` left behind."""
+    path = Path(path)
+    d = path.parent
+    removed = []
+    pat = re.compile(re.escape(_tmp_prefix(path.name)) + r"(\d+)-")
+    try:
+        entries = list(d.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = pat.match(p.name)
+        if m and _stale(p, int(m.group(1))):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return                  # e.g. Windows: directories cannot be opened
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _meta(model: CharRNN, state: TrainState | None) -> dict:
+    meta = {
+        "format": FORMAT, "version": FORMAT_VERSION, "charrnn_version": __version__,
+        "vocab": model.vocab.chars,
+        "model": {"hidden_size": model.hidden_size, "vocab_size": model.vocab_size,
+                  "dtype": model.dtype.name, "seed": int(model.seed),
+                  "num_params": model.num_params},
+        "state": None,
+    }
+    if state is not None:
+        opt = state.optimizer
+        meta["config"] = state.config.to_dict()
+        meta["optimizer"] = {"name": opt.name, "lr": opt.lr, "hyper": opt.hyper(),
+                             "t": int(opt.t), "slots": list(opt.slots)}
+        meta["state"] = {
+            "step": int(state.step), "epoch": int(state.epoch),
+            "position": int(state.position), "chars_seen": int(state.chars_seen),
+            "elapsed": float(state.elapsed),
+            "best_val_loss": (None if state.best_val_loss is None
+                              else float(state.best_val_loss)),
+            "best_step": None if state.best_step is None else int(state.best_step),
+            "bad_evals": int(state.bad_evals), "rng_state": state.rng_state,
+            "corpus": state.corpus,
+        }
+    return meta
+
+
+def save(path, model: CharRNN, state: TrainState | None = None) -> Path:
+    """Write ``model`` (and its training ``state``) to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (any name; ``.ckpt.npz`` is the convention).
+    model : CharRNN
+    state : TrainState, optional
+        Without it the file holds the model only; training from it starts afresh.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    if not isinstance(model, CharRNN):
+        raise TypeError(f"model must be a CharRNN, not {type(model).__name__}")
+    path = Path(os.fspath(path))
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory")
+    d = path.parent
+    d.mkdir(parents=True, exist_ok=True)
+    with _save_lock, model._lock:
+        meta = json.dumps(_meta(model, state), allow_nan=False).encode("utf-8")
+        arrays = {"meta": np.frombuffer(meta, np.uint8)}
+        arrays.update({k: v for k, v in model.params.items()})
+        if state is not None:
+            for slot, arr in state.optimizer.state.items():
+                arrays[f"opt.{slot}"] = arr
+            arrays["h"] = state.h
+        with _sigint_deferred():
+            clean_stale_temps(path)
+            fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path.name)}{os.getpid()}-",
+                                       suffix=".tmp", dir=d)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.savez(f, **arrays)
+                    f.flush()
+                    os.fsync(f.fileno())
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o666 & ~umask)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            _fsync_dir(d)                       # make the rename itself durable
+    return path
+
+
+# ----------------------------------------------------------------------------- loading
+
+class _Reader:
+    """Checks with one error type: everything wrong is a CheckpointError naming the file."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def fail(self, msg: str) -> CheckpointError:
+        return CheckpointError(f"{self.name}: {msg}")
+
+    def get(self, d: dict, key: str, kind, where: str, optional: bool = False):
+        if not isinstance(d, dict) or key not in d:
+            if optional:
+                return None
+            raise self.fail(f"missing {where}{key!r}")
+        v = d[key]
+        if v is None and optional:
+            return None
+        ok = {"int": lambda x: isinstance(x, int) and not isinstance(x, bool),
+              "num": lambda x: (isinstance(x, (int, float)) and not isinstance(x, bool)
+                                and math.isfinite(x)),
+              "str": lambda x: isinstance(x, str),
+              "dict": lambda x: isinstance(x, dict),
+              "list": lambda x: isinstance(x, list)}[kind](v)
+        if not ok:
+            raise self.fail(f"{where}{key!r} must be a {kind}, got {v!r:.60}")
+        return v
+
+    def count(self, d, key, where, optional=False):
+        v = self.get(d, key, "int", where, optional)
+        if v is not None and v < 0:
+            raise self.fail(f"{where}{key!r} must be >= 0, got {v}")
+        return v
+
+    def array(self, arrays: dict, key: str, dtype: np.dtype, shape: tuple) -> np.ndarray:
+        if key not in arrays:
+            raise self.fail(f"missing array {key!r}")
+        a = arrays[key]
+        if a.dtype != dtype:
+            raise self.fail(f"array {key!r} has dtype {a.dtype}, expected {dtype}")
+        if a.shape != tuple(shape):
+            raise self.fail(f"array {key!r} has shape {a.shape}, expected {tuple(shape)}")
+        if not np.all(np.isfinite(a)):
+            raise self.fail(f"array {key!r} holds NaN or infinite values")
+        return np.ascontiguousarray(a)
+
+
+def _read_arrays(path: Path, r: _Reader) -> dict[str, np.ndarray]:
+    with open(path, "rb") as f:                 # OSError (missing file, ...) passes through
+        try:
+            head = f.read(4)
+            if head[:2] != b"PK":
+                raise r.fail("not a charrnn checkpoint (not an .npz file)")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as z:
+                if not isinstance(z, np.lib.npyio.NpzFile):
+                    raise r.fail("not a charrnn checkpoint (not an .npz file)")
+                return {k: z[k] for k in z.files}
+        except CheckpointError:
+            raise
+        except Exception as e:                  # zip, zlib, npy header, pickle refusals
+            raise r.fail(f"not a valid checkpoint (corrupt or truncated): "
+                         f"{type(e).__name__}: {e}") from None
+
+
+def read(path, backend: str = "auto") -> tuple[CharRNN, TrainState | None, dict]:
+    """Load and validate a checkpoint: ``(model, state or None, meta)``.
+
+    Raises
+    ------
+    CheckpointError
+        Not a checkpoint, corrupt or truncated, an unknown format, a newer format
+        version, missing keys, wrong shapes or dtypes, non-finite values.
+    OSError
+        The file cannot be opened (missing, a directory, no permission).
+    """
+    path = Path(os.fspath(path))
+    r = _Reader(str(path))
+    arrays = _read_arrays(path, r)
+    if "meta" not in arrays:
+        raise r.fail("not a charrnn checkpoint (no 'meta' record)")
+    m = arrays["meta"]
+    if m.dtype != np.uint8 or m.ndim != 1:
+        raise r.fail("not a charrnn checkpoint (bad 'meta' record)")
+    try:
+        meta = json.loads(m.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise r.fail(f"its 'meta' record is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise r.fail(f"unknown format {fmt!r} (expected {FORMAT!r})")
+    version = r.get(meta, "version", "int", "")
+    if version > FORMAT_VERSION:
+        raise r.fail(f"format version {version} is newer than this charrnn "
+                     f"({__version__}) reads (<= {FORMAT_VERSION}); upgrade charrnn")
+    if version < 1:
+        raise r.fail(f"bad format version {version}")
+
+    chars = r.get(meta, "vocab", "str", "")
+    try:
+        vocab = Vocab(chars)
+    except (TypeError, ValueError) as e:
+        raise r.fail(f"bad vocabulary: {e}") from None
+    if vocab.chars != chars:
+        raise r.fail("bad vocabulary: characters not in sorted order")
+    mm = r.get(meta, "model", "dict", "")
+    H = r.get(mm, "hidden_size", "int", "model.")
+    if not 1 <= H < 2**31:
+        raise r.fail(f"bad hidden_size {H}")
+    if r.get(mm, "vocab_size", "int", "model.") != len(vocab):
+        raise r.fail(f"model.vocab_size {mm['vocab_size']} != {len(vocab)} vocabulary chars")
+    dt = r.get(mm, "dtype", "str", "model.")
+    if dt not in ("float32", "float64"):
+        raise r.fail(f"bad model dtype {dt!r}")
+    seed = r.count(mm, "seed", "model.", optional=True) or 0
+    try:
+        model = CharRNN(vocab, hidden_size=H, dtype=dt, seed=seed, backend=backend)
+    except (TypeError, ValueError, MemoryError) as e:
+        raise r.fail(f"cannot build its model: {e}") from None
+    dtype = model.dtype
+    for name, shape in param_shapes(H, len(vocab)).items():
+        model.params[name][...] = r.array(arrays, name, dtype, shape)
+
+    st = meta.get("state")
+    if st is None:
+        return model, None, meta
+    if not isinstance(st, dict):
+        raise r.fail("'state' must be a dict or null")
+    try:
+        config = TrainConfig.from_dict(r.get(meta, "config", "dict", "")).validate()
+    except (TypeError, ValueError) as e:
+        raise r.fail(f"bad training config: {e}") from None
+    if config.hidden_size != H or config.dtype != dt:
+        raise r.fail("the training config does not match the model")
+    om = r.get(meta, "optimizer", "dict", "")
+    oname = r.get(om, "name", "str", "optimizer.")
+    if oname not in OPTIMIZERS:
+        raise r.fail(f"unknown optimizer {oname!r}")
+    if oname != config.optimizer:
+        raise r.fail(f"optimizer {oname!r} does not match the config's "
+                     f"{config.optimizer!r}")
+    lr = r.get(om, "lr", "num", "optimizer.")
+    hyper = r.get(om, "hyper", "dict", "optimizer.")
+    try:
+        opt = make_optimizer(oname, model.num_params, dtype, lr,
+                             **{k: float(v) for k, v in hyper.items()})
+    except (TypeError, ValueError) as e:
+        raise r.fail(f"bad optimizer settings: {e}") from None
+    opt.t = r.count(om, "t", "optimizer.")
+    for slot in opt.slots:
+        opt.state[slot] = r.array(arrays, f"opt.{slot}", dtype, (model.num_params,))
+    h = r.array(arrays, "h", dtype, (config.batch_size, H))
+    rng_state = r.get(st, "rng_state", "dict", "state.")
+    try:
+        np.random.default_rng().bit_generator.state = rng_state
+    except Exception as e:
+        raise r.fail(f"bad RNG state: {e}") from None
+    best = r.get(st, "best_val_loss", "num", "state.", optional=True)
+    state = TrainState(
+        config=config, optimizer=opt, h=h,
+        step=r.count(st, "step", "state."), epoch=r.count(st, "epoch", "state."),
+        position=r.count(st, "position", "state."),
+        chars_seen=r.count(st, "chars_seen", "state."),
+        elapsed=float(r.get(st, "elapsed", "num", "state.")),
+        best_val_loss=None if best is None else float(best),
+        best_step=r.count(st, "best_step", "state.", optional=True),
+        bad_evals=r.count(st, "bad_evals", "state."),
+        rng_state=rng_state, corpus=r.get(st, "corpus", "dict", "state."))
+    return model, state, meta
+
+
+def load(path, backend: str = "auto") -> CharRNN:
+    """Load a model from a checkpoint written by :func:`save` (or ``model.save``).
+
+    The training state, if the file has one, rides along on the model, so ``model.fit``
+    on the same text continues the run exactly where it stopped.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    backend : {"auto", "cython", "numpy"}
+
+    Raises
+    ------
+    CheckpointError
+        The file is not a valid checkpoint (see :func:`read`).
+    """
+    model, state, meta = read(path, backend)
+    model._train_state = state
+    model._checkpoint_meta = meta
+    return model
+

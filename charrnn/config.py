@@ -1,0 +1,227 @@
+"""Training configuration: every control of a run, its defaults, and the classic preset.
+
+The defaults of the command line and of :func:`charrnn.train` are the module constants
+below, in this one place. ``CLASSIC`` is min-char-rnn's own setting (H=100, T=25, B=1,
+Adagrad at lr 0.1, element-wise clipping to [-5, 5]), one flag away as ``--classic``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .optim import CLIP_KINDS, DEFAULT_LR, OPTIMIZERS
+
+# ----------------------------------------------------------------------------- defaults
+
+HIDDEN_SIZE = 256           # H
+BATCH_SIZE = 32             # B, parallel streams
+SEQ_LENGTH = 64             # T, steps of truncated BPTT
+OPTIMIZER = "adam"
+LR = None                   # None: the optimizer's own default (optim.DEFAULT_LR)
+CLIP_KIND = "norm"          # "value" (element-wise, the classic), "norm" (global) or None
+CLIP = 5.0
+DTYPE = "float32"
+TIME_BUDGET = 180.0         # seconds, when neither steps nor a time budget is given
+EVAL_EVERY = 500            # steps between evaluations (and checkpoint writes)
+LOG_EVERY = 100             # steps between progress lines
+SAMPLE_EVERY = 1000         # steps between printed samples
+SAMPLE_LENGTH = 200         # characters per printed sample
+VAL_FRACTION = 0.1          # the last 10% of the text (as nanoGPT's shakespeare_char)
+CHECKPOINT = "charrnn.ckpt.npz"
+STDLIB_CHARS = 2_000_000   # size of the built-in corpus (Python standard library source)
+
+# Evaluation cuts the validation text into up to EVAL_MAX_STREAMS streams of at least
+# EVAL_MIN_STREAM characters (so the result depends on the text only) and runs the
+# forward-only kernel over EVAL_CHUNK steps at a time.
+EVAL_MAX_STREAMS = 16
+EVAL_MIN_STREAM = 2048
+EVAL_CHUNK = 128
+
+CLASSIC = {"hidden_size": 100, "seq_length": 25, "batch_size": 1, "optimizer": "adagrad",
+           "lr": 0.1, "clip_kind": "value", "clip": 5.0}
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+@dataclass
+class TrainConfig:
+    """Every control of a training run.
+
+    Attributes
+    ----------
+    hidden_size : int
+        H, the number of hidden units.
+    dtype : {"float32", "float64"}
+    seed : int
+        Seed of the initial weights and of the samples printed during training.
+    batch_size : int
+        B, the number of parallel streams the training text is cut into.
+    seq_length : int
+        T, the characters per stream per step (the BPTT length).
+    optimizer : {"adam", "adagrad", "rmsprop", "sgd"}
+    lr : float or None
+        Learning rate; None takes the optimizer's default.
+    clip_kind : {"norm", "value", None}
+        Global-norm clipping, element-wise clipping (the classic) or none.
+    clip : float
+        The clip threshold.
+    lr_decay : float
+        Multiply the learning rate by this every ``lr_decay_every`` steps (1 = constant).
+    lr_decay_every : int
+    steps : int or None
+        Steps to train in this call.
+    time_budget : float or None
+        Seconds to train in this call. With neither ``steps`` nor ``time_budget`` the run
+        lasts ``TIME_BUDGET`` seconds; with both it stops at whichever comes first.
+    eval_every : int
+        Evaluate on the validation text (and write the checkpoint) every so many steps;
+        0 evaluates only at the end.
+    patience : int or None
+        Stop after this many evaluations without a new best validation loss.
+    eval_max_chars : int or None
+        Evaluate on at most this many validation characters (None: all of them).
+    val_fraction : float
+        The share of the text, taken from its end, held out for validation.
+    log_every : int
+        Steps between progress lines and metrics records.
+    sample_every : int
+        Steps between printed samples (0: none).
+    sample_length : int
+    sample_temperature : float
+    encoding : {"utf-8", "latin-1"}
+        How the training file is decoded (latin-1 reads any bytes, one char per byte).
+    normalize_newlines : bool
+        Turn CRLF and CR line endings into LF.
+    """
+
+    hidden_size: int = HIDDEN_SIZE
+    dtype: str = DTYPE
+    seed: int = 0
+    batch_size: int = BATCH_SIZE
+    seq_length: int = SEQ_LENGTH
+    optimizer: str = OPTIMIZER
+    lr: float | None = LR
+    clip_kind: str | None = CLIP_KIND
+    clip: float = CLIP
+    lr_decay: float = 1.0
+    lr_decay_every: int = 1000
+    steps: int | None = None
+    time_budget: float | None = None
+    eval_every: int = EVAL_EVERY
+    patience: int | None = None
+    eval_max_chars: int | None = None
+    val_fraction: float = VAL_FRACTION
+    log_every: int = LOG_EVERY
+    sample_every: int = SAMPLE_EVERY
+    sample_length: int = SAMPLE_LENGTH
+    sample_temperature: float = 1.0
+    encoding: str = "utf-8"
+    normalize_newlines: bool = False
+
+    # Controls a resumed run may not change: they shape the parameters, the optimizer
+    # state, or the carried hidden state and the data position.
+    FIXED = ("hidden_size", "dtype", "batch_size", "seq_length", "optimizer")
+
+    @classmethod
+    def classic(cls, **overrides) -> "TrainConfig":
+        """min-char-rnn's settings, with ``overrides`` on top."""
+        return cls(**{**CLASSIC, **overrides})
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def learning_rate(self) -> float:
+        """The base learning rate (``lr`` or the optimizer's default)."""
+        return DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of update number ``step + 1`` (step decay)."""
+        if self.lr_decay == 1.0:
+            return self.learning_rate
+        return self.learning_rate * self.lr_decay ** (step // self.lr_decay_every)
+
+    def validate(self) -> "TrainConfig":
+        """Raise ``ValueError``/``TypeError`` naming the first bad control; return self."""
+        def pos_int(name, allow_none=False, allow_zero=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if not _is_int(v):
+                raise TypeError(f"{name} must be an int, not {type(v).__name__}")
+            if v < (0 if allow_zero else 1) or v >= 2**31:
+                raise ValueError(f"{name} must be {'>= 0' if allow_zero else '>= 1'}, "
+                                 f"got {v}")
+
+        def pos_float(name, allow_none=False, allow_zero=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if not _is_num(v):
+                raise TypeError(f"{name} must be a number, not {type(v).__name__}")
+            if not (math.isfinite(v) and (v >= 0 if allow_zero else v > 0)):
+                raise ValueError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}"
+                                 f", got {v}")
+
+        for name in ("hidden_size", "batch_size", "seq_length", "lr_decay_every",
+                     "log_every", "sample_length"):
+            pos_int(name)
+        pos_int("steps", allow_none=True)
+        pos_int("patience", allow_none=True)
+        pos_int("eval_max_chars", allow_none=True)
+        pos_int("eval_every", allow_zero=True)
+        pos_int("sample_every", allow_zero=True)
+        if not _is_int(self.seed):
+            raise TypeError(f"seed must be an int, not {type(self.seed).__name__}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        pos_float("lr", allow_none=True)
+        pos_float("clip")
+        pos_float("time_budget", allow_none=True)
+        pos_float("sample_temperature", allow_zero=True)
+        pos_float("lr_decay")
+        if self.lr_decay > 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not _is_num(self.val_fraction):
+            raise TypeError("val_fraction must be a number")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                             f"not {self.optimizer!r}")
+        if self.clip_kind not in CLIP_KINDS:
+            raise ValueError(f"clip_kind must be 'value', 'norm' or None, "
+                             f"not {self.clip_kind!r}")
+        if self.encoding not in ("utf-8", "latin-1"):
+            raise ValueError(f"encoding must be 'utf-8' or 'latin-1', not {self.encoding!r}")
+        if not isinstance(self.normalize_newlines, bool):
+            raise TypeError("normalize_newlines must be a bool")
+        return self
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """A config from ``to_dict`` output; unknown keys are ignored, missing ones default."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a config must be a dict, not {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def config_fields() -> list[str]:
+    """The names of the training controls, in declaration order."""
+    return [f.name for f in fields(TrainConfig)]

@@ -1,0 +1,322 @@
+"""The ``charrnn`` command, end to end in subprocesses (cwd: a temporary directory)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import charrnn
+from charrnn import checkpoint as ckpt
+from charrnn import cli
+
+TINY = ["--hidden-size", "16", "--batch-size", "2", "--seq-length", "8",
+        "--eval-every", "10", "--log-every", "5", "--sample-every", "10",
+        "--sample-length", "20"]
+UNICODE = "Ça va? naïve café — 中文 😀 end.\r\nsecond line, déjà vu\r\n"
+
+
+def env_for(tmp) -> dict:
+    env = dict(os.environ)
+    env["CHARRNN_CACHE_DIR"] = str(tmp / "cache")
+    env["PYTHONIOENCODING"] = "utf-8"
+    env.pop("PYTHONWARNINGS", None)
+    return env
+
+
+def run(tmp, *args, check=None, timeout=120):
+    # bytes, decoded here: text mode would turn the model's "\r\n" into "\n"
+    p = subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=tmp,
+                       env=env_for(tmp), capture_output=True, timeout=timeout)
+    p.stdout, p.stderr = p.stdout.decode("utf-8"), p.stderr.decode("utf-8")
+    if check is not None:
+        assert p.returncode == check, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    return p
+
+
+def one_line_error(p, code, pattern=None):
+    """The failure contract: the exit code, one line on stderr, no traceback."""
+    assert p.returncode == code, (p.returncode, p.stdout[-1000:], p.stderr[-2000:])
+    assert "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    if pattern is not None:
+        import re
+        assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A directory with a Unicode text (BOM, CRLF) and a model trained on it by the CLI."""
+    tmp = tmp_path_factory.mktemp("cli")
+    (tmp / "in.txt").write_bytes(b"\xef\xbb\xbf" + (UNICODE * 40).encode())
+    p = run(tmp, "train", "in.txt", *TINY, "--steps", "30", "-o", "m.ckpt.npz", check=0)
+    return tmp, p
+
+
+# ----------------------------------------------------------------------------- end to end
+
+def test_train_prints_progress_samples_and_summary(work):
+    tmp, p = work
+    out = p.stdout
+    assert "step       5 | loss" in out and "chars/s" in out
+    assert "--- sample at step 10 ---" in out
+    assert "val loss" in out
+    assert "checkpoint: m.ckpt.npz" in out
+    assert "best validation loss" in out and "throughput" in out
+    for name in ("m.ckpt.npz", "m.best.ckpt.npz", "m.metrics.jsonl"):
+        assert (tmp / name).is_file()
+    recs = [json.loads(x) for x in (tmp / "m.metrics.jsonl").read_text().splitlines()]
+    assert recs[-1]["step"] == 30 and recs[-1]["val_loss"] is not None
+
+
+def test_unicode_round_trip_on_a_generated_text(work):
+    tmp, _ = work
+    model, st, _ = ckpt.read(tmp / "m.ckpt.npz")
+    assert model.vocab.chars == "".join(sorted(set(UNICODE)))      # BOM gone, CR kept
+    assert st.step == 30 and st.corpus["chars"] == len(UNICODE) * 40
+    s = run(tmp, "sample", "m.ckpt.npz", "-n", "200", "--seed", "3", "--prime", "Ça ",
+            check=0).stdout
+    assert s.startswith("Ça ") and len(s) == 203
+    assert set(s) <= set(model.vocab.chars)
+    assert s[3:] == model.sample(200, prime="Ça ", seed=3)
+
+
+def test_sample_is_deterministic_and_streams_a_prime_file(work):
+    tmp, _ = work
+    a = run(tmp, "sample", "m.ckpt.npz", "-n", "50", "--seed", "7", check=0).stdout
+    b = run(tmp, "sample", "m.ckpt.npz", "-n", "50", "--seed", "7", check=0).stdout
+    assert a == b and len(a) == 50
+    (tmp / "prime.txt").write_bytes(b"\xef\xbb\xbf" + "naïve ".encode())
+    c = run(tmp, "sample", "m.ckpt.npz", "-n", "30", "--seed", "1", "--prime-file",
+            "prime.txt", "--temperature", "0.5", "--top-k", "3", check=0).stdout
+    assert c.startswith("naïve ") and len(c) == 36
+
+
+def test_score_info_and_plot(work):
+    tmp, _ = work
+    s = run(tmp, "score", "m.ckpt.npz", "in.txt", check=0).stdout
+    bpc = float(s.split()[0])
+    model = charrnn.load(tmp / "m.ckpt.npz")
+    assert bpc == pytest.approx(model.score(UNICODE * 40), abs=1e-4)
+    assert "bits/char" in s
+    info = run(tmp, "info", "m.ckpt.npz", check=0).stdout
+    assert "step: 30" in info and f"{model.num_params:,} parameters" in info
+    assert f"V={len(model.vocab)}" in info and "validation loss: best" in info
+    assert "batch_size=2, seq_length=8" in info
+    meta = json.loads(run(tmp, "info", "m.ckpt.npz", "--json", check=0).stdout)
+    assert meta["state"]["step"] == 30
+    p = run(tmp, "plot", "m.metrics.jsonl", "-o", "loss.png")
+    if importlib.util.find_spec("matplotlib") is None:
+        one_line_error(p, 1, "matplotlib")
+    else:
+        assert p.returncode == 0, p.stderr
+        assert (tmp / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_version_and_help(tmp_path, capsys):
+    assert run(tmp_path, "--version", check=0).stdout.strip() == \
+        f"charrnn {charrnn.__version__}"
+    assert "usage: charrnn train" in run(tmp_path, "train", "--help", check=0).stdout
+
+    def helptext(*args):
+        with pytest.raises(SystemExit) as e:
+            cli.main([*args, "--help"])
+        assert e.value.code == 0
+        return capsys.readouterr().out
+
+    h = helptext("train")
+    for want in ("--classic", "(default: 256)", "(default: 180", "--resume", "--time-budget",
+                 "--patience", "--lr-decay", "--clip-kind", "--encoding", "--steps"):
+        assert want in h, want
+    for cmd in ("sample", "score", "info", "plot"):
+        assert "usage: charrnn " + cmd in helptext(cmd)
+    assert "(default: 500)" in helptext("sample")
+    assert "Exit codes" in helptext()
+
+
+def test_default_run_on_the_builtin_corpus(tmp_path):
+    """``charrnn train`` with no file trains on the standard library (shortened here)."""
+    p = run(tmp_path, "train", "--steps", "3", "--eval-max-chars", "3000",
+            "--hidden-size", "32", check=0)
+    assert "<stdlib>" in p.stdout
+    _, st, _ = ckpt.read(tmp_path / "charrnn.ckpt.npz")
+    assert st.corpus["source"] == "<stdlib>" and st.step == 3
+    # resuming needs no file: the checkpoint names its text
+    run(tmp_path, "train", "--resume", "charrnn.ckpt.npz", "--steps", "2", "-q", check=0)
+    assert ckpt.read(tmp_path / "charrnn.ckpt.npz")[1].step == 5
+
+
+# ----------------------------------------------------------------------------- resume
+
+def test_exact_resume_across_processes(tmp_path):
+    (tmp_path / "t.txt").write_text("resume me exactly, bit for bit. " * 60)
+    flags = [*TINY, "--eval-every", "7", "--sample-every", "6", "-q"]
+    run(tmp_path, "train", "t.txt", *flags, "--steps", "24", "-o", "a.ckpt.npz", check=0)
+    run(tmp_path, "train", "t.txt", *flags, "--steps", "12", "-o", "b.ckpt.npz", check=0)
+    run(tmp_path, "train", "--resume", "b.ckpt.npz", "--steps", "12", "-q", check=0)
+    ma, sa, _ = ckpt.read(tmp_path / "a.ckpt.npz")
+    mb, sb, _ = ckpt.read(tmp_path / "b.ckpt.npz")
+    assert sa.step == sb.step == 24
+    assert ma.theta.tobytes() == mb.theta.tobytes()
+    for k in sa.optimizer.state:
+        assert sa.optimizer.state[k].tobytes() == sb.optimizer.state[k].tobytes()
+    assert sa.h.tobytes() == sb.h.tobytes() and sa.rng_state == sb.rng_state
+    assert (sa.position, sa.epoch) == (sb.position, sb.epoch)
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
+def test_ctrl_c_saves_and_exits_130(tmp_path):
+    (tmp_path / "t.txt").write_text("interrupt me please. " * 200)
+    p = subprocess.Popen([sys.executable, "-m", "charrnn", "train", "t.txt", *TINY,
+                          "--steps", "100000000", "--log-every", "20", "--eval-every", "500",
+                          "-o", "c.ckpt.npz"],
+                         cwd=tmp_path, env=env_for(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, encoding="utf-8")
+    try:
+        for line in p.stdout:
+            if line.startswith("step"):
+                break
+        else:
+            pytest.fail("no progress line: " + p.stderr.read())
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    assert "checkpoint saved to c.ckpt.npz" in err
+    st = ckpt.read(tmp_path / "c.ckpt.npz")[1]
+    assert st.step >= 20 and st.position > 0
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------- divergence
+
+def test_divergence_exits_3_and_keeps_the_checkpoint(tmp_path):
+    (tmp_path / "t.txt").write_text("blow up. " * 200)
+    p = run(tmp_path, "train", "t.txt", *TINY, "--steps", "200", "--optimizer", "sgd",
+            "--lr", "1e38", "--clip-kind", "none", "--eval-every", "0", "--log-every", "1")
+    one_line_error(p, 3, r"training diverged at step \d+")
+    assert not (tmp_path / "charrnn.ckpt.npz").exists()
+
+
+# ----------------------------------------------------------------------------- user mistakes
+
+@pytest.fixture(scope="module")
+def files(work):
+    tmp, _ = work
+    (tmp / "empty.txt").write_bytes(b"")
+    (tmp / "short.txt").write_text("too short")
+    (tmp / "bad.txt").write_bytes(b"valid start \xc3\x28 then junk")
+    (tmp / "corrupt.ckpt.npz").write_bytes((tmp / "m.ckpt.npz").read_bytes()[:500])
+    (tmp / "junk.jsonl").write_text("not json\n")
+    return tmp
+
+
+MISTAKES = [
+    # (arguments, exit code, pattern of the one-line message)
+    (["train", "missing.txt"], 1, r"missing\.txt: No such file"),
+    (["train", "empty.txt"], 1, r"empty"),
+    (["train", "short.txt", "--seq-length", "25"], 1, r"too short"),
+    (["train", "bad.txt"], 1, r"not valid UTF-8 at byte offset 12"),
+    (["train", "in.txt", "--resume", "corrupt.ckpt.npz"], 1, r"corrupt\.ckpt\.npz"),
+    (["sample", "corrupt.ckpt.npz"], 1, r"not a valid checkpoint"),
+    (["score", "corrupt.ckpt.npz", "in.txt"], 1, r"corrupt\.ckpt\.npz"),
+    (["info", "corrupt.ckpt.npz"], 1, r"corrupt\.ckpt\.npz"),
+    (["info", "in.txt"], 1, r"not a charrnn checkpoint"),
+    (["sample", "nothere.ckpt.npz"], 1, r"nothere\.ckpt\.npz: No such file"),
+    (["sample", "m.ckpt.npz", "--prime", "QZ"], 1, r"not in the model's vocabulary: 'Q', 'Z'"),
+    (["score", "m.ckpt.npz", "missing.txt"], 1, r"No such file"),
+    (["score", "m.ckpt.npz", "short.txt"], 1, r"vocabulary"),
+    (["plot", "nothere.jsonl"], 1, r"No such file"),
+    (["plot", "junk.jsonl"], 1, r"not a JSON line"),
+    (["train", "--hidden-size", "0"], 2, r"hidden-size.*positive integer"),
+    (["train", "--lr", "-1"], 2, r"--lr"),
+    (["train", "--lr", "fast"], 2, r"--lr"),
+    (["train", "--val-fraction", "1.5"], 2, r"val-fraction"),
+    (["train", "--optimizer", "lbfgs"], 2, r"invalid choice"),
+    (["train", "--bogus"], 2, r"unrecognized arguments"),
+    (["train", "--resume", "m.ckpt.npz", "--classic"], 2, r"--classic"),
+    (["train", "--resume", "m.ckpt.npz", "--hidden-size", "99"], 2, r"cannot change"),
+    (["sample", "m.ckpt.npz", "-n", "-5"], 2, r"integer >= 0"),
+    (["sample", "m.ckpt.npz", "--temperature", "-1"], 2, r"temperature"),
+    (["sample", "m.ckpt.npz", "--top-k", "0"], 2, r"top-k"),
+    (["sample", "m.ckpt.npz", "--top-k", "100000"], 2, r"vocabulary size"),
+    (["sample", "m.ckpt.npz", "--prime", "a", "--prime-file", "x"], 2, r"not allowed"),
+    (["sample"], 2, r"required"),
+    ([], 2, r"choose a command"),
+    (["frobnicate"], 2, r"invalid choice"),
+]
+
+
+@pytest.mark.parametrize("args, code, pattern", MISTAKES,
+                         ids=[" ".join(a[:3]) or "nothing" for a, _, _ in MISTAKES])
+def test_user_mistakes(files, args, code, pattern, monkeypatch, capsys):
+    """Each mistake through ``main`` in this process (fast), as the command runs it."""
+    monkeypatch.chdir(files)
+    monkeypatch.setenv("CHARRNN_CACHE_DIR", str(files / "cache"))
+    rc = cli.main(args)
+    err = capsys.readouterr().err
+    one_line_error(SimpleNamespace(returncode=rc, stderr=err, stdout=""), code, pattern)
+
+
+@pytest.mark.parametrize("args, code, pattern", [MISTAKES[i] for i in (0, 5, 10, 15, 20)],
+                         ids=["missing", "corrupt", "prime", "flag value", "flag"])
+def test_user_mistakes_in_a_subprocess(files, args, code, pattern):
+    one_line_error(run(files, *args), code, pattern)
+
+
+def test_bench_without_the_module_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "charrnn.bench", None)     # as if it were not there
+    monkeypatch.delattr(charrnn, "bench", raising=False)
+    rc = cli.main(["bench", "--anything"])
+    one_line_error(SimpleNamespace(returncode=rc, stderr=capsys.readouterr().err, stdout=""), 1,
+                   r"benchmarks are unavailable")
+    rc = cli.main(["info", "nothere.npz"])
+    assert rc == 1                                   # the other commands do not need it
+    capsys.readouterr()
+
+
+# ----------------------------------------------------------------------------- reference data
+
+def test_unicode_round_trip_on_alice_fr(shared_file, tmp_path):
+    src = shared_file("alice_fr.txt")
+    text = src.read_bytes().decode("utf-8")
+    assert text.startswith("\ufeff")
+    text = text[1:]
+    run(tmp_path, "train", src, *TINY, "--steps", "10", "--eval-max-chars", "4000",
+        "-o", "a.ckpt.npz", "-q", check=0)
+    model, st, _ = ckpt.read(tmp_path / "a.ckpt.npz")
+    assert model.vocab.chars == "".join(sorted(set(text)))
+    # 110 distinct code points in the file, one of them the BOM that reading drops
+    assert len(model.vocab) == 109 and "\r" in model.vocab and "\ufeff" not in model.vocab
+    assert st.corpus["chars"] == len(text)
+    info = run(tmp_path, "info", "a.ckpt.npz", check=0).stdout
+    assert "V=109" in info
+    s = run(tmp_path, "sample", "a.ckpt.npz", "-n", "300", "--seed", "0", "--prime", "Alice",
+            check=0).stdout
+    assert s.startswith("Alice") and set(s) <= set(model.vocab.chars)
+    non_ascii = [c for c in model.vocab.chars if ord(c) > 127]
+    assert non_ascii
+    assert s[5:] == model.sample(300, prime="Alice", seed=0)
+    # the file's last 10% scores as the training run's validation measured it
+    short = text[:20000]
+    (tmp_path / "part.txt").write_text(short, encoding="utf-8", newline="")
+    bpc = float(run(tmp_path, "score", "a.ckpt.npz", "part.txt", check=0).stdout.split()[0])
+    assert bpc == pytest.approx(model.score(short), abs=1e-4)
+    assert 0 < bpc < math.log2(110) + 0.5
+    assert np.isfinite(model.theta).all()
