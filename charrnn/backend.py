@@ -7,6 +7,7 @@ broken extension is an error instead.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from types import ModuleType
@@ -17,10 +18,14 @@ BACKENDS = ("cython", "numpy")
 
 _ext: ModuleType | None = None
 _ext_error: BaseException | None = None
-try:
-    from . import _kernels as _ext
-except Exception as e:  # a missing build (ImportError) or a broken one (anything else)
-    _ext_error = e
+if importlib.util.find_spec(__package__ + "._kernels") is None:
+    _ext_error = ImportError("charrnn._kernels is not built (a NumPy-only install, "
+                             "CHARRNN_NO_EXT=1, or a source tree without the build)")
+else:
+    try:
+        from . import _kernels as _ext
+    except Exception as e:  # a broken build: ImportError, or anything else
+        _ext_error = e
 
 _warned = False
 

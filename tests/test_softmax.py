@@ -105,7 +105,7 @@ def test_huge_logits_single_step_dby_is_p_minus_onehot(backend, dtype):
         p = G["dby"].astype(np.float64)
         p[y] += 1
         assert np.all(np.isfinite(p)) and p.min() >= -eps and p.max() <= 1 + 2 * eps
-        assert p.sum() == pytest.approx(1, abs=4 * V * eps)
+        assert p.sum() == pytest.approx(1, abs=float(4 * V * eps))
         np.testing.assert_allclose(p, softmax(_logits(P, X, h0)[0, 0]),
                                    atol=1e-10 if dtype == np.float64 else 1e-4)
 
