@@ -6,6 +6,8 @@ Environment switches read at build time:
   CHARRNN_DEBUG=1   boundscheck, wraparound and initializedcheck on, -O0 -g
   CHARRNN_ASAN=1    compile and link the extension with AddressSanitizer
   CHARRNN_NO_EXT=1  build a pure-Python (NumPy backend only) package, an explicit opt-in
+  CHARRNN_CANARY=1  also build charrnn._canary, the planted out-of-bounds access that
+                    proves the memory checkers work (tools/memcheck.sh --canary)
 """
 
 import os
@@ -51,7 +53,12 @@ def extensions():
         extra_link_args=ldflags,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
-    return cythonize([ext], compiler_directives=directives, include_path=["csrc"],
+    exts = [ext]
+    if _flag("CHARRNN_CANARY"):
+        # test-only, never in a wheel: same flags and directives as the kernels
+        exts.append(Extension("charrnn._canary", sources=["csrc/_canary.pyx"],
+                              extra_compile_args=cflags, extra_link_args=ldflags))
+    return cythonize(exts, compiler_directives=directives, include_path=["csrc"],
                      force=debug or _flag("CHARRNN_ASAN"))
 
 

@@ -85,6 +85,15 @@ def _no_alias(outs, ins):
                 raise ValueError(f"output {oname} overlaps input {iname}")
 
 
+def _not_in_workspace(ws, arrays, buffers):
+    """The workspace is scratch the kernel overwrites: no argument may live in the
+    buffers it uses (hs and zs for the forward pass, dhs and dhnext too for gradients)."""
+    for wname in buffers:
+        for name, a in arrays:
+            if np.may_share_memory(getattr(ws, wname), a):
+                raise ValueError(f"{name} overlaps the workspace buffer ws.{wname}")
+
+
 def _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
     H, V, dtype = check_params(Wxh, Whh, Why, bh, by)
     _array("X", X, ndim=2)
@@ -110,6 +119,8 @@ def _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
     if np.may_share_memory(hlast, h0) and not (
             hlast.ctypes.data == h0.ctypes.data and hlast.shape == h0.shape):
         raise ValueError("output hlast partially overlaps input h0")
+    _not_in_workspace(ws, [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
+                           ("X", X), ("Y", Y), ("h0", h0), ("hlast", hlast)], ("hs", "zs"))
     return B, T, H, V
 
 
@@ -213,6 +224,9 @@ def loss_and_grads(Wxh, Whh, Why, bh, by, X, Y, h0,
                 raise ValueError(f"output {na} overlaps output {nb}")
         if np.may_share_memory(a, hlast):
             raise ValueError(f"output {na} overlaps output hlast")
+    _not_in_workspace(ws, grads, ("hs", "zs", "dhs", "dhnext"))
+    _not_in_workspace(ws, [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
+                           ("X", X), ("Y", Y), ("h0", h0), ("hlast", hlast)], ("dhs", "dhnext"))
 
     hs = ws.hs[:(T + 1) * B * H].reshape(T + 1, B, H)          # h_0 .. h_T
     zs = ws.zs[:T * B * V].reshape(T, B, V)
@@ -433,8 +447,13 @@ def adam_update(w, g, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-8, step=1,
     _check_update(w, g, [("m", m), ("v", v)],
                   [("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps)])
     _check_clip(clip, scale)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"step must be an int, not {type(step).__name__}")
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
+    for name, b in (("beta1", beta1), ("beta2", beta2)):
+        if not 0 <= b < 1:                      # else 1 - b**step is 0 or overflows
+            raise ValueError(f"{name} must be in [0, 1), got {b}")
     g = _clipped(g, clip, scale)                                # a fresh array
     t = w.dtype.type
     m *= t(beta1)

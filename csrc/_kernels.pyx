@@ -101,6 +101,15 @@ cdef _no_alias(list outs, list ins):
                 raise ValueError(f"output {oname} overlaps input {iname}")
 
 
+cdef _not_in_workspace(ws, list arrays, tuple buffers):
+    """The workspace is scratch the kernel overwrites: no argument may live in the
+    buffers it uses (hs and zs for the forward pass, dhs and dhnext too for gradients)."""
+    for wname in buffers:
+        for name, a in arrays:
+            if _overlap(getattr(ws, wname), a):
+                raise ValueError(f"{name} overlaps the workspace buffer ws.{wname}")
+
+
 cdef tuple _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
     H, V, dtype = _check_params(Wxh, Whh, Why, bh, by)
     _array("X", X, None, 2)
@@ -125,6 +134,8 @@ cdef tuple _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
             hlast.__array_interface__["data"][0] == h0.__array_interface__["data"][0]
             and hlast.shape == h0.shape):
         raise ValueError("output hlast partially overlaps input h0")
+    _not_in_workspace(ws, [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
+                           ("X", X), ("Y", Y), ("h0", h0), ("hlast", hlast)], ("hs", "zs"))
     return B, T, H, V, dtype
 
 
@@ -361,6 +372,18 @@ cdef bint _chunk_ok(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
     cdef Py_ssize_t no = B * H * sz
     if not (o == <const void*>&h0[0, 0] or _apart(o, no, &h0[0, 0], no)):
         return False
+    # no argument in the workspace's hs and zs, which the kernel overwrites
+    cdef const void* a[9]
+    cdef Py_ssize_t na[9]
+    cdef int i
+    a[:] = [&Wxh[0, 0], &Whh[0, 0], &Why[0, 0], &bh[0], &by[0], &X[0, 0], &Y[0, 0],
+            &h0[0, 0], o]
+    na[:] = [H * V * sz, H * H * sz, V * H * sz, H * sz, V * sz, B * T * 4, B * T * 4,
+             B * H * sz, no]
+    for i in range(9):
+        if not (_apart(a[i], na[i], &hs[0], hs.shape[0] * sz)
+                and _apart(a[i], na[i], &zs[0], zs.shape[0] * sz)):
+            return False
     return (_apart(o, no, &Wxh[0, 0], H * V * sz) and _apart(o, no, &Whh[0, 0], H * H * sz)
             and _apart(o, no, &Why[0, 0], V * H * sz) and _apart(o, no, &bh[0], H * sz)
             and _apart(o, no, &by[0], V * sz) and _apart(o, no, &X[0, 0], B * T * 4)
@@ -385,17 +408,23 @@ cdef double _run_grads(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
             and dbh.shape[0] == H and dby.shape[0] == V and dhs.shape[0] >= T * B * H
             and dhnext.shape[0] >= B * H):
         raise _Invalid
-    # every gradient output apart from every input, from hlast and from each other
-    cdef const void* p[14]
-    cdef Py_ssize_t n[14]
+    # every gradient output apart from every input, from hlast, from each other and from
+    # the workspace; dhs and dhnext apart from hlast and the inputs (_chunk_ok did hs, zs)
+    cdef const void* p[18]
+    cdef Py_ssize_t n[18]
     p[:] = [&dWxh[0, 0], &dWhh[0, 0], &dWhy[0, 0], &dbh[0], &dby[0], &hlast[0, 0],
             &Wxh[0, 0], &Whh[0, 0], &Why[0, 0], &bh[0], &by[0], &X[0, 0], &Y[0, 0],
-            &h0[0, 0]]
+            &h0[0, 0], &hs[0], &zs[0], &dhs[0], &dhnext[0]]
     n[:] = [H * V * sz, H * H * sz, V * H * sz, H * sz, V * sz, B * H * sz,
             H * V * sz, H * H * sz, V * H * sz, H * sz, V * sz, B * T * 4, B * T * 4,
-            B * H * sz]
+            B * H * sz, hs.shape[0] * sz, zs.shape[0] * sz, dhs.shape[0] * sz,
+            dhnext.shape[0] * sz]
     for i in range(5):
-        for j in range(i + 1, 14):
+        for j in range(i + 1, 18):
+            if not _apart(p[i], n[i], p[j], n[j]):
+                raise _Invalid
+    for i in range(16, 18):
+        for j in range(5, 14):
             if not _apart(p[i], n[i], p[j], n[j]):
                 raise _Invalid
     with nogil:
@@ -440,6 +469,9 @@ cdef _check_grads(Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy, dbh, dby, h
                 raise ValueError(f"output {grads[i][0]} overlaps output {grads[j][0]}")
         if _overlap(grads[i][1], hlast):
             raise ValueError(f"output {grads[i][0]} overlaps output hlast")
+    _not_in_workspace(ws, grads, ("hs", "zs", "dhs", "dhnext"))
+    _not_in_workspace(ws, [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
+                           ("X", X), ("Y", Y), ("h0", h0), ("hlast", hlast)], ("dhs", "dhnext"))
 
 
 def loss_and_grads(Wxh not None, Whh not None, Why not None, bh not None, by not None,
@@ -493,9 +525,11 @@ cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
                floating* e, int* top) noexcept nogil:
     """One id from logits z (V,) by inverse CDF, in the exact order of
     _numpy_kernels.draw: e = exp((z - max z) / T), zero outside the top k, then the first
-    id whose running sum exceeds u * total. top is scratch for k ints."""
+    id whose running sum exceeds u * total. e is scratch for 2V values (the exps, then
+    their running sums), top for k ints."""
     cdef int j, i, n = 0, best = 0
     cdef floating m, c
+    cdef floating* cs = e + V
     cdef double target
     for j in range(1, V):                                 # the first maximum
         if z[j] > z[best]:
@@ -524,14 +558,14 @@ cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
         vm_expscale_f(z, temperature, m, e, V)
     else:
         vm_expscale_d(z, temperature, m, e, V)
+    # one sequential pass for the running sums, then a search that is not latency-bound
     c = 0
     for j in range(V):
         c = c + e[j]
+        cs[j] = c
     target = u * <double>c
-    c = 0
     for j in range(V):
-        c = c + e[j]
-        if <double>c > target:
+        if <double>cs[j] > target:
             return j
     for j in range(V - 1, -1, -1):                        # u * total rounded past the end
         if e[j] != 0:
@@ -609,7 +643,7 @@ def sample(Wxh not None, Whh not None, Why not None, bh not None, by not None,
     out = np.empty((n, B), np.int32)
     a = np.empty((B, H), dtype)
     z = np.empty((B, V), dtype)
-    e = np.empty(V, dtype)
+    e = np.empty(2 * V, dtype)
     top = np.empty(V, np.intc)
     if dtype == _F64:
         _run_sample[double](Wxh, Whh, Why, bh, by, h, first_ids, uniforms,
@@ -853,16 +887,21 @@ def rmsprop_update(w not None, g not None, v not None, double lr, double rho=0.9
 
 
 def adam_update(w not None, g not None, m not None, v not None, double lr,
-                double beta1=0.9, double beta2=0.999, double eps=1e-8, long step=1,
+                double beta1=0.9, double beta2=0.999, double eps=1e-8, step=1,
                 double clip=5.0, double scale=1.0):
     """Adam with bias correction; ``step`` counts from 1."""
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"step must be an int, not {type(step).__name__}")
+    # past 2**62 steps the bias corrections are 1 already (beta < 1): any int is fine
+    cdef long s = <long>min(step, 2**62) if step >= 1 else 0
     dtype = getattr(w, "dtype", None)
-    if step >= 1 and _hypers_ok(lr, beta1, beta2, eps, clip, scale):
+    if (s >= 1 and 0 <= beta1 < 1 and 0 <= beta2 < 1
+            and _hypers_ok(lr, beta1, beta2, eps, clip, scale)):
         try:
-            if dtype is _F64 and _adam[double](w, g, m, v, lr, beta1, beta2, eps, step,
+            if dtype is _F64 and _adam[double](w, g, m, v, lr, beta1, beta2, eps, s,
                                                clip, scale):
                 return
-            if dtype is _F32 and _adam[float](w, g, m, v, lr, beta1, beta2, eps, step,
+            if dtype is _F32 and _adam[float](w, g, m, v, lr, beta1, beta2, eps, s,
                                               clip, scale):
                 return
         except (ValueError, TypeError, BufferError):
@@ -872,4 +911,7 @@ def adam_update(w not None, g not None, m not None, v not None, double lr,
                   clip, scale)
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
+    for name, b in (("beta1", beta1), ("beta2", beta2)):
+        if not 0 <= b < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {b}")
     raise ValueError("invalid arguments to adam_update")

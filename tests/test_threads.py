@@ -1,0 +1,297 @@
+"""Threads: separate models train and sample in parallel exactly as they do in turn.
+
+- Several threads each training its own model (``_loss_and_grads`` plus an optimizer
+  update on the flat ``theta``/``grad``) while others sample, give results bitwise equal
+  to running the same jobs one after another.
+- The compiled kernels release the GIL: a Python thread keeps counting while a long
+  kernel call runs in another thread.
+- One model shared by two threads is safe: ``CharRNN`` takes a lock around its kernel
+  calls, so concurrent ``loss_and_grads`` calls give the sequential results.
+
+For the bitwise comparisons BLAS is pinned to one thread (threadpoolctl, in the test
+extra), so that every GEMM sums in one order; they skip without it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from charrnn import CharRNN, Vocab, Workspace
+from charrnn.optim import clip_args, make_optimizer
+from conftest import compiled_kernels
+
+try:
+    import threadpoolctl
+except ImportError:  # pragma: no cover - it is in the test extra
+    threadpoolctl = None
+
+TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good "
+        "fortune, must be in want of a wife.\n") * 4
+VOCAB = Vocab.from_text(TEXT)
+
+
+@pytest.fixture
+def one_blas_thread():
+    """BLAS on one thread, so that every GEMM sums in one order (bitwise comparisons)."""
+    if threadpoolctl is None:
+        pytest.skip("threadpoolctl is needed to pin BLAS to one thread")
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+@pytest.fixture
+def quiet_blas():
+    """BLAS on one thread where threadpoolctl is installed, so that the kernel's BLAS
+    threads do not take both cores from the counting thread; as it is otherwise."""
+    if threadpoolctl is None:
+        yield
+        return
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def train_job(backend: str, dtype: str, seed: int, steps: int = 30, B: int = 3, T: int = 16,
+              H: int = 64, optimizer: str = "adagrad"):
+    """Train a fresh model for ``steps`` chunks; return (theta, losses, final state)."""
+    m = CharRNN(VOCAB, hidden_size=H, dtype=dtype, seed=seed, backend=backend)
+    K = m.kernels
+    opt = make_optimizer(optimizer, m.num_params, m.dtype)
+    ids = VOCAB.encode(TEXT).astype(np.int32)
+    rng = np.random.default_rng(seed)
+    h = np.zeros((B, H), m.dtype)
+    losses = []
+    for _ in range(steps):
+        starts = rng.integers(0, ids.size - T - 1, B)
+        X = np.stack([ids[s:s + T] for s in starts])
+        Y = np.stack([ids[s + 1:s + T + 1] for s in starts])
+        with m._lock:
+            L, h = m._loss_and_grads(X, Y, h, h)               # the state carried in place
+            _, clip, scale = clip_args(K, m.grad, "value", 5.0)
+            opt.step(K, m.theta, m.grad, clip, scale)
+        losses.append(L)
+    return m.theta.copy(), losses, h.copy()
+
+
+def sample_job(backend: str, dtype: str, seed: int, n: int = 300, B: int = 4,
+               temperature: float = 0.9, top_k: int | None = None):
+    """Draw n ids for B streams from a seeded model with the raw ``sample`` kernel."""
+    m = CharRNN(VOCAB, hidden_size=32, dtype=dtype, seed=seed, backend=backend)
+    p = m.params
+    rng = np.random.default_rng(seed)
+    h = np.tanh(rng.standard_normal((B, 32))).astype(m.dtype)
+    first = rng.integers(0, len(VOCAB), B).astype(np.int32)
+    U = rng.random((n, B))
+    out = m.kernels.sample(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], h, first, U,
+                           temperature, top_k)
+    return out, h
+
+
+def jobs(backend: str, dtype: str) -> list:
+    return ([lambda s=s: train_job(backend, dtype, seed=s) for s in range(3)]
+            + [lambda: train_job(backend, dtype, seed=7, optimizer="adam", B=1, T=16)]
+            + [lambda s=s, k=k: sample_job(backend, dtype, seed=10 + s, top_k=k)
+               for s, k in ((0, None), (1, 5))])
+
+
+def run_threaded(fns: list) -> list:
+    results = [None] * len(fns)
+    errors = []
+    start = threading.Barrier(len(fns))
+
+    def work(i):
+        try:
+            start.wait()
+            results[i] = fns[i]()
+        except BaseException as e:  # noqa: BLE001 - reported below, with its thread
+            errors.append((i, e))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(fns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert not errors, errors
+    return results
+
+
+def assert_same(a, b, what=""):
+    """Bitwise equality of nested tuples / lists of arrays and floats."""
+    if isinstance(a, (tuple, list)):
+        assert type(a) is type(b) and len(a) == len(b), what
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{what}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, what
+        assert a.tobytes() == b.tobytes(), f"{what}: arrays differ"
+    else:
+        assert a == b, f"{what}: {a!r} != {b!r}"
+
+
+@pytest.mark.usefixtures("one_blas_thread")
+def test_threads_train_and_sample_as_if_in_turn(backend, dtype):
+    fns = jobs(backend, dtype.name)
+    sequential = [f() for f in fns]
+    for round_ in range(2):
+        assert_same(run_threaded(fns), sequential, f"round {round_}")
+    # the jobs differ from each other, so the comparison could have failed
+    assert sequential[0][0].tobytes() != sequential[1][0].tobytes()
+
+
+@pytest.mark.usefixtures("one_blas_thread")
+def test_backends_mixed_across_threads(dtype):
+    """Compiled and NumPy jobs side by side each match their own sequential run."""
+    compiled_kernels()
+    fns = jobs("cython", dtype.name)[:2] + jobs("numpy", dtype.name)[:2]
+    assert_same(run_threaded(fns), [f() for f in fns])
+
+
+# ----------------------------------------------------------------------------- the GIL
+
+def _timed(fn) -> float:
+    """The shorter of two timings of fn(): a warm run, whatever the first one cost."""
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _long_call(K, kernel: str, min_seconds: float = 0.35):
+    """A (call, seconds) pair whose single kernel call takes at least ``min_seconds``."""
+    B, H, V = 8, 256, 64
+    rng = np.random.default_rng(0)
+    P = [rng.standard_normal(s) * 0.05 for s in [(H, V), (H, H), (V, H), (H,), (V,)]]
+    T = 128
+    while True:
+        X = rng.integers(0, V, (B, T)).astype(np.int32)
+        if kernel == "loss_and_grads":
+            G = [np.zeros_like(p) for p in P]
+            ws = Workspace(B, T, H, V)
+
+            def call(X=X, G=G, ws=ws):
+                K.loss_and_grads(*P, X, X, np.zeros((B, H)), *G, np.zeros((B, H)), ws)
+        else:
+            U = rng.random((T, B))
+
+            def call(X=X, U=U):
+                K.sample(*P, np.zeros((B, H)), X[:, 0].copy(), U)
+        seconds = _timed(call)
+        if seconds >= min_seconds or T >= 2**16:
+            return call, seconds
+        T *= 2
+
+
+def _count_while(fn) -> tuple[int, float]:
+    """Run fn() in this thread while another thread counts; return (counts, seconds)."""
+    state = {"n": 0, "stop": False}
+
+    def counter():
+        while not state["stop"]:
+            state["n"] += 1
+
+    t = threading.Thread(target=counter)
+    t.start()
+    try:
+        time.sleep(0.02)                                  # let the counter get going
+        n0, t0 = state["n"], time.perf_counter()
+        fn()
+        n1, t1 = state["n"], time.perf_counter()
+    finally:
+        state["stop"] = True
+        t.join()
+    return n1 - n0, t1 - t0
+
+
+@pytest.mark.usefixtures("quiet_blas")
+@pytest.mark.parametrize("kernel", ["loss_and_grads", "sample"])
+def test_compiled_kernels_release_the_gil(kernel):
+    """A Python thread makes progress while one long kernel call runs.
+
+    Holding the GIL, a single C call would let the counter run at most for one switch
+    interval (5 ms) around its start. The counter must instead do more than it does in an
+    eighth of the call's duration with the main thread asleep.
+    """
+    K = compiled_kernels()
+    call, seconds = _long_call(K, kernel)
+    assert seconds >= 0.2, f"could not make a call of 0.2 s ({seconds:.3f} s)"
+    baseline, slept = _count_while(lambda: time.sleep(seconds / 8))
+    during, took = _count_while(call)
+    assert took >= 0.2
+    assert during > baseline, (f"{during} counts during a {took:.3f} s kernel call vs "
+                               f"{baseline} in {slept:.3f} s of sleep")
+
+
+def test_a_gil_holding_call_is_caught():
+    """The same measure flags a long C call that holds the GIL, so the test above could fail.
+
+    ``sum(range(n))`` runs in C without returning to the interpreter loop, where a thread
+    switch could happen.
+    """
+    n = 4 * 10**6
+    while True:
+        seconds = _timed(lambda: sum(range(n)))
+        if seconds >= 0.35 or n >= 10**10:
+            break
+        n *= 2
+    baseline, _ = _count_while(lambda: time.sleep(seconds / 8))
+    during, took = _count_while(lambda: sum(range(n)))
+    assert took >= 0.2
+    assert during <= baseline, (during, baseline)
+
+
+# ----------------------------------------------------------------------------- one model
+
+@pytest.mark.usefixtures("one_blas_thread")
+def test_one_model_from_two_threads(backend, dtype):
+    """Concurrent loss_and_grads on one model equal the sequential results (the lock)."""
+    m = CharRNN(VOCAB, hidden_size=48, dtype=dtype, seed=5, backend=backend)
+    rng = np.random.default_rng(5)
+    ids = VOCAB.encode(TEXT).astype(np.int32)
+    # two callers with different chunk shapes, so a shared workspace would be resized
+    calls = [(ids[:40].reshape(4, 10), ids[1:41].reshape(4, 10)),
+             (ids[50:82].reshape(1, 32), ids[51:83].reshape(1, 32))]
+    hs = [np.tanh(rng.standard_normal((X.shape[0], 48))) for X, _ in calls]
+    want = [m.loss_and_grads(X, Y, h) for (X, Y), h in zip(calls, hs)]
+    want_loss = [m.loss(X, Y, h) for (X, Y), h in zip(calls, hs)]
+    rounds = 40
+    barrier = threading.Barrier(2)
+
+    def caller(i):
+        (X, Y), h = calls[i], hs[i]
+        out = []
+        for _ in range(rounds):
+            barrier.wait()
+            out.append((m.loss_and_grads(X, Y, h), m.loss(X, Y, h)))
+        return out
+
+    results = run_threaded([lambda: caller(0), lambda: caller(1)])
+    for i, res in enumerate(results):
+        for r, (lg, lo) in enumerate(res):
+            assert_same((lg[0], lg[2]), (want[i][0], want[i][2]), f"caller {i} round {r}")
+            for k in lg[1]:
+                assert_same(lg[1][k], want[i][1][k], f"caller {i} round {r} {k}")
+            assert_same(lo, want_loss[i], f"caller {i} round {r} loss")
+    assert want[0][0] != want[1][0]
+
+
+def test_model_lock_is_reentrant():
+    """Holding ``model._lock`` across several calls (the way to combine them) works."""
+    m = CharRNN(VOCAB, hidden_size=8, seed=1, backend="numpy")
+    out = []
+
+    def hold_and_call():
+        with m._lock:
+            out.append(m.loss_and_grads([1, 2, 3], [2, 3, 4])[0])
+            out.append(m.loss([1, 2, 3], [2, 3, 4])[0])
+
+    t = threading.Thread(target=hold_and_call, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "a call under the held lock deadlocked"
+    assert len(out) == 2 and out[0] == out[1]
