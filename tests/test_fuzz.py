@@ -29,7 +29,8 @@ from charrnn import CharRNN, Vocab, Workspace
 
 KERNELS = ("loss_and_grads", "loss", "sample", "sumsq", "clip_", "scale_", "sgd_update",
            "adagrad_update", "rmsprop_update", "adam_update")
-N_TESTS = len(KERNELS) + 4                  # the kernels, two model methods, encode, decode
+N_TESTS = len(KERNELS) + 5                  # the kernels, two model methods, encode, decode,
+#                                             and the checkpoint loader
 TOTAL = int(os.environ.get("CHARRNN_FUZZ_EXAMPLES", "0") or 0) or 20 * N_TESTS
 FUZZ = settings(max_examples=max(1, math.ceil(TOTAL / N_TESTS)), deadline=None,
                 suppress_health_check=list(HealthCheck), print_blob=True)
@@ -421,6 +422,87 @@ def test_vocab_decode(chars, ids):
 
 def test_the_budget_is_spread_over_every_property_test():
     """CHARRNN_FUZZ_EXAMPLES=N runs at least N examples in all (the long mode's promise)."""
-    n_items = len(KERNELS) + 2 + 2          # parametrised kernel and model tests, vocab
+    n_items = len(KERNELS) + 2 + 2 + 1      # parametrised kernel and model tests, vocab,
+    #                                         the checkpoint loader
     assert n_items == N_TESTS
     assert FUZZ.max_examples * N_TESTS >= TOTAL
+
+
+# ============================================================================ checkpoint loader
+#
+# Random bytes, truncated prefixes and flipped bytes of a valid checkpoint must raise
+# CheckpointError, never another exception and never hang. A flip that lands in a byte
+# the zip format does not check (a timestamp, a version field) may leave a file that
+# still loads: then it must load to exactly what was saved, never to other values.
+
+LOAD_TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def valid_checkpoint(tmp_path_factory):
+    """The bytes of a small checkpoint with a full training state, and what it holds."""
+    from charrnn import checkpoint as ckpt
+    d = tmp_path_factory.mktemp("ckpt_fuzz")
+    path = d / "valid.ckpt.npz"
+    text = "to be or not to be, that is the question. " * 20
+    charrnn.train(text, hidden_size=5, batch_size=2, seq_length=6, steps=3, eval_every=2,
+                  sample_every=0, verbose=False, checkpoint=path, optimizer="adam")
+    model, state, meta = ckpt.read(path)
+    return path.read_bytes(), (model.theta.tobytes(), state.step, meta), d
+
+
+def read_guarded(path):
+    """``checkpoint.read`` in a thread: its outcome, or a failure if it does not return."""
+    import threading
+    from charrnn import checkpoint as ckpt
+    out = {}
+
+    def run():
+        try:
+            out["value"] = ckpt.read(path, backend="numpy")
+        except BaseException as e:  # noqa: BLE001 - the test inspects it
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(LOAD_TIMEOUT)
+    assert not t.is_alive(), f"loading hung for {LOAD_TIMEOUT}s"
+    return out
+
+
+@FUZZ
+@given(data=st.data())
+def test_checkpoint_loader_never_breaks(valid_checkpoint, data):
+    from charrnn.errors import CheckpointError
+    blob, (theta, step, meta), d = valid_checkpoint
+    kind = data.draw(st.sampled_from(["random", "prefix", "flip", "zip-like"]), label="kind")
+    if kind == "random":
+        bad = data.draw(st.binary(max_size=4096), label="bytes")
+    elif kind == "zip-like":                    # past the magic-number check
+        bad = b"PK\x03\x04" + data.draw(st.binary(max_size=4096), label="bytes")
+    elif kind == "prefix":
+        bad = blob[:data.draw(st.integers(0, len(blob) - 1), label="length")]
+    else:
+        b = bytearray(blob)
+        flips = data.draw(st.lists(st.tuples(st.integers(0, len(b) - 1),
+                                             st.integers(1, 255)), min_size=1, max_size=8,
+                                   unique_by=lambda f: f[0]),
+                          label="flips")
+        for pos, mask in flips:
+            b[pos] ^= mask
+        bad = bytes(b)
+    event(kind)
+    path = d / f"bad-{os.getpid()}.npz"
+    path.write_bytes(bad)
+    out = read_guarded(path)
+    if "error" in out:
+        e = out["error"]
+        assert isinstance(e, CheckpointError), f"{type(e).__name__}: {e}"
+        assert str(path) in str(e)
+        event("CheckpointError")
+        return
+    # only a flip of an unchecked byte can load, and then to exactly what was saved
+    assert kind == "flip" and bad != blob
+    model, state, meta2 = out["value"]
+    assert model.theta.tobytes() == theta and state.step == step and meta2 == meta
+    event("loaded unchanged")
