@@ -1,7 +1,7 @@
 """The charrnn benchmark suite: training and sampling throughput of charrnn (compiled and
 NumPy backends), the classic min-char-rnn and PyTorch, against the BLAS-shape bound.
 
-    python benchmarks/run.py                     # the full suite (about 10 minutes)
+    python benchmarks/run.py                     # the full suite (about 15 minutes)
     python benchmarks/run.py --smoke             # tiny sizes, a few seconds (the CI check)
 
 Writes ``results.json``, ``results.md`` and ``throughput.png`` to ``--out`` (default

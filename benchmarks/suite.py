@@ -190,7 +190,11 @@ class Suite:
         for threads in a.threads:
             with pin_threads(threads) as rec:
                 out["pinning"].append(rec)
-                if rec["pinned"] and not rec["scipy_blas_listed"]:
+                if not rec["pinned"]:
+                    out["notes"].append(f"threads={threads}: BLAS threads NOT pinned "
+                                        "(threadpoolctl is not installed); the libraries "
+                                        "used their default thread counts")
+                elif not rec["scipy_blas_listed"]:
                     out["notes"].append(f"threads={threads}: scipy's OpenBLAS was not "
                                         "listed by threadpoolctl, so it may not be pinned")
                 meter = bound.BoundMeter(threads, a.bound_rounds, a.bound_round_time)

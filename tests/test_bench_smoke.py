@@ -6,6 +6,7 @@ No timing assertions: the speed of anything is the suite's business, not the tes
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -27,9 +28,15 @@ pytestmark = pytest.mark.skipif(not (BENCH_DIR / "run.py").is_file(),
 
 
 def _import(name: str):
-    if str(BENCH_DIR) not in sys.path:
-        sys.path.insert(0, str(BENCH_DIR))
-    return __import__(name)
+    """A module of benchmarks/ (one without sibling imports), loaded by path under a
+    private name so nothing on sys.path is shadowed."""
+    key = f"_charrnn_benchmarks_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, BENCH_DIR / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 @pytest.fixture(scope="module")
