@@ -19,6 +19,8 @@ import math
 import sys
 from pathlib import Path
 
+from charrnn.bench import _positive_int as _pos_int  # one parser for both command lines
+
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:                       # the sibling modules, from any cwd
     sys.path.insert(0, str(HERE))
@@ -46,16 +48,6 @@ def _alloc(s: str) -> tuple[int, int, int, str]:
     if len(parts) != 4 or parts[3] not in ("float32", "float64"):
         raise argparse.ArgumentTypeError(f"expected B,H,T,dtype, got {s!r}")
     return (*_config(",".join(parts[:3])), parts[3])
-
-
-def _pos_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
-    return v
 
 
 def _nonneg_float(s: str) -> float:
