@@ -25,6 +25,8 @@
 # Exit status: 0 when every mode ran clean (or, with --canary, caught its canary).
 
 set -euo pipefail
+# each mode tests an in-place build of a copy, never an installed wheel
+unset CHARRNN_TEST_INSTALLED
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 src="$(cd "$here/.." && pwd)"
