@@ -18,6 +18,12 @@ Layout (the members of the zip):
 ``h``                 the carried hidden state, (B, H)
 ====================  =========================================================
 
+The zip's comment holds ``charrnn-sha256:`` and the SHA-256 of the whole file as written
+with an empty comment (format version 2). The zip format checks its members' CRCs but not
+its headers, so a damaged byte in a timestamp or a version field would otherwise go
+unnoticed; with the digest, any damaged byte is an error on load. Version 1 files (no
+digest) still load.
+
 A write goes to a temporary file in the target's directory, is flushed and fsynced,
 renamed over the target with ``os.replace`` and the directory fsynced: a reader sees the
 old file or the new one, never a mix. SIGINT is held off while a checkpoint is written,
@@ -28,6 +34,7 @@ removed by the next save to the same path.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -49,7 +56,16 @@ from .optim import OPTIMIZERS, Optimizer, make_optimizer
 from .vocab import Vocab
 
 FORMAT = "charrnn-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DIGEST_FROM_VERSION = 2     # versions from this one carry a whole-file SHA-256
+
+# End of central directory record: a 22-byte record ending in a 2-byte comment length,
+# followed by the comment.
+_EOCD_SIG = b"PK\x05\x06"
+_EOCD_LEN = 22
+_DIGEST_TAG = b"charrnn-sha256:"
+_COMMENT_LEN = len(_DIGEST_TAG) + 64
+_CHUNK = 1 << 20
 
 _save_lock = threading.Lock()
 
@@ -244,8 +260,9 @@ def save(path, model: CharRNN, state: TrainState | None = None) -> Path:
             fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path.name)}{os.getpid()}-",
                                        suffix=".tmp", dir=d)
             try:
-                with os.fdopen(fd, "wb") as f:
+                with os.fdopen(fd, "w+b") as f:
                     np.savez(f, **arrays)
+                    _append_digest(f)
                     f.flush()
                     os.fsync(f.fileno())
                 umask = os.umask(0)
@@ -258,6 +275,56 @@ def save(path, model: CharRNN, state: TrainState | None = None) -> Path:
                 raise
             _fsync_dir(d)                       # make the rename itself durable
     return path
+
+
+def _sha256(f, end: int, zero_tail: int = 0) -> str:
+    """SHA-256 of ``f[:end]`` with its last ``zero_tail`` bytes read as zeros."""
+    h = hashlib.sha256()
+    f.seek(0)
+    left = end - zero_tail
+    while left > 0:
+        chunk = f.read(min(_CHUNK, left))
+        if not chunk:
+            raise EOFError("file shorter than expected")
+        h.update(chunk)
+        left -= len(chunk)
+    h.update(bytes(zero_tail))
+    return h.hexdigest()
+
+
+def _append_digest(f) -> None:
+    """Put the file's SHA-256 into the zip comment of the .npz just written to ``f``."""
+    end = f.seek(0, os.SEEK_END)
+    f.seek(end - _EOCD_LEN)
+    eocd = f.read(_EOCD_LEN)
+    if eocd[:4] != _EOCD_SIG or eocd[-2:] != b"\0\0":
+        raise RuntimeError("unexpected .npz layout: no empty zip comment at its end")
+    digest = _sha256(f, end).encode("ascii")
+    f.seek(end - 2)
+    f.write(_COMMENT_LEN.to_bytes(2, "little") + _DIGEST_TAG + digest)
+
+
+def _check_digest(f, r: "_Reader") -> bool:
+    """Verify the digest in the zip comment: True if there is one and it matches.
+
+    False if the file has no digest comment (a version-1 file, or damage to the comment
+    itself: the format version then tells which); a CheckpointError if it does not match.
+    """
+    end = f.seek(0, os.SEEK_END)
+    start = end - _COMMENT_LEN - _EOCD_LEN
+    if start < 0:
+        return False
+    f.seek(start)
+    tail = f.read(_COMMENT_LEN + _EOCD_LEN)
+    eocd, comment = tail[:_EOCD_LEN], tail[_EOCD_LEN:]
+    if (eocd[:4] != _EOCD_SIG or int.from_bytes(eocd[-2:], "little") != _COMMENT_LEN
+            or not comment.startswith(_DIGEST_TAG)):
+        return False
+    want = comment[len(_DIGEST_TAG):]
+    if _sha256(f, end - _COMMENT_LEN, zero_tail=2).encode("ascii") != want:
+        raise r.fail("not a valid checkpoint (corrupt or truncated): its SHA-256 "
+                     "does not match the one it was written with")
+    return True
 
 
 # ----------------------------------------------------------------------------- loading
@@ -308,17 +375,19 @@ class _Reader:
         return np.ascontiguousarray(a)
 
 
-def _read_arrays(path: Path, r: _Reader) -> dict[str, np.ndarray]:
+def _read_arrays(path: Path, r: _Reader) -> tuple[dict[str, np.ndarray], bool]:
+    """The arrays of the .npz at ``path``, and whether it carried a (matching) digest."""
     with open(path, "rb") as f:                 # OSError (missing file, ...) passes through
         try:
             head = f.read(4)
             if head[:2] != b"PK":
                 raise r.fail("not a charrnn checkpoint (not an .npz file)")
+            digested = _check_digest(f, r)
             f.seek(0)
             with np.load(f, allow_pickle=False) as z:
                 if not isinstance(z, np.lib.npyio.NpzFile):
                     raise r.fail("not a charrnn checkpoint (not an .npz file)")
-                return {k: z[k] for k in z.files}
+                return {k: z[k] for k in z.files}, digested
         except CheckpointError:
             raise
         except Exception as e:                  # zip, zlib, npy header, pickle refusals
@@ -339,7 +408,7 @@ def read(path, backend: str = "auto") -> tuple[CharRNN, TrainState | None, dict]
     """
     path = Path(os.fspath(path))
     r = _Reader(str(path))
-    arrays = _read_arrays(path, r)
+    arrays, digested = _read_arrays(path, r)
     if "meta" not in arrays:
         raise r.fail("not a charrnn checkpoint (no 'meta' record)")
     m = arrays["meta"]
@@ -358,6 +427,9 @@ def read(path, backend: str = "auto") -> tuple[CharRNN, TrainState | None, dict]
                      f"({__version__}) reads (<= {FORMAT_VERSION}); upgrade charrnn")
     if version < 1:
         raise r.fail(f"bad format version {version}")
+    if version >= DIGEST_FROM_VERSION and not digested:
+        raise r.fail("not a valid checkpoint (corrupt or truncated): its SHA-256 "
+                     "record is missing or damaged")
 
     chars = r.get(meta, "vocab", "str", "")
     try:

@@ -39,7 +39,8 @@ def members(path) -> dict:
         return {k: z[k] for k in z.files}
 
 
-def rewrite(src, dst, change=None, drop=(), meta=None):
+def rewrite(src, dst, change=None, drop=(), meta=None, digest=True):
+    """Write ``src``'s members, changed, to ``dst`` (with a valid digest unless not asked)."""
     a = members(src)
     if meta is not None:
         m = json.loads(a["meta"].tobytes())
@@ -49,8 +50,10 @@ def rewrite(src, dst, change=None, drop=(), meta=None):
         del a[k]
     if change:
         a.update(change)
-    with open(dst, "wb") as f:
+    with open(dst, "w+b") as f:
         np.savez(f, **a)
+        if digest:
+            ckpt._append_digest(f)
     return dst
 
 
@@ -207,6 +210,43 @@ def test_flipped_bytes_are_caught(trained, tmp_path):
     data[off + 3] ^= 0xFF
     bad.write_bytes(bytes(data))
     expect_bad(bad)
+
+
+def test_every_damaged_byte_is_caught(trained, tmp_path):
+    # The zip format checks its members' CRCs, not its headers (timestamps, version
+    # fields); the whole-file SHA-256 in the zip comment covers every byte.
+    _, path = trained
+    data = path.read_bytes()
+    bad = tmp_path / "flip.npz"
+    for pos in range(len(data)):
+        b = bytearray(data)
+        b[pos] ^= 1 << (pos % 8)
+        bad.write_bytes(bytes(b))
+        with pytest.raises(CheckpointError):
+            ckpt.read(bad, backend="numpy")
+
+
+def test_the_digest_is_a_plain_zip_comment(trained):
+    import hashlib
+    import zipfile
+    _, path = trained
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None
+        comment = zf.comment
+    assert comment.startswith(b"charrnn-sha256:")
+    data = path.read_bytes()
+    body = data[:-len(comment) - 2] + b"\0\0"          # the file as written, no comment
+    assert hashlib.sha256(body).hexdigest().encode() == comment[len(b"charrnn-sha256:"):]
+    assert set(members(path)) >= {"meta", "Wxh", "Whh", "Why", "bh", "by"}
+
+
+def test_version_1_files_without_a_digest_still_load(trained, tmp_path):
+    model, path = trained
+    old = rewrite(path, tmp_path / "v1.npz", meta=lambda m: m.update(version=1),
+                  digest=False)
+    m2 = charrnn.load(old)
+    assert m2.theta.tobytes() == model.theta.tobytes()
+    expect_bad(rewrite(path, tmp_path / "v2.npz", digest=False), "SHA-256")
 
 
 def test_not_a_checkpoint(tmp_path):

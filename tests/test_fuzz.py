@@ -431,9 +431,9 @@ def test_the_budget_is_spread_over_every_property_test():
 # ============================================================================ checkpoint loader
 #
 # Random bytes, truncated prefixes and flipped bytes of a valid checkpoint must raise
-# CheckpointError, never another exception and never hang. A flip that lands in a byte
-# the zip format does not check (a timestamp, a version field) may leave a file that
-# still loads: then it must load to exactly what was saved, never to other values.
+# CheckpointError, never another exception and never hang. Every byte counts, even one
+# the zip format itself does not check (a timestamp, a version field): the file's SHA-256
+# in the zip comment covers it.
 
 LOAD_TIMEOUT = 30.0
 
@@ -495,14 +495,7 @@ def test_checkpoint_loader_never_breaks(valid_checkpoint, data):
     path = d / f"bad-{os.getpid()}.npz"
     path.write_bytes(bad)
     out = read_guarded(path)
-    if "error" in out:
-        e = out["error"]
-        assert isinstance(e, CheckpointError), f"{type(e).__name__}: {e}"
-        assert str(path) in str(e)
-        event("CheckpointError")
-        return
-    # only a flip of an unchecked byte can load, and then to exactly what was saved
-    assert kind == "flip" and bad != blob
-    model, state, meta2 = out["value"]
-    assert model.theta.tobytes() == theta and state.step == step and meta2 == meta
-    event("loaded unchanged")
+    assert "error" in out, f"a damaged file ({kind}) loaded"
+    e = out["error"]
+    assert isinstance(e, CheckpointError), f"{type(e).__name__}: {e}"
+    assert str(path) in str(e)
