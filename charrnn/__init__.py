@@ -11,18 +11,51 @@ reference twin of every kernel.
 True
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from ._version import __version__
-from .backend import BackendUnavailable, available_backends, get_kernels
-from .checkpoint import load
-from .config import TrainConfig
-from .corpus import Corpus
-from .errors import (CheckpointError, CorpusError, TrainingDiverged,
-                     TrainingInterrupted)
-from .model import CharRNN
-from .optim import make_optimizer
-from .train import TrainResult, train
-from .vocab import Vocab
-from .workspace import Workspace
+
+# The public names, and the module each lives in. They are imported on first use (PEP
+# 562), so ``import charrnn`` and the ``charrnn`` command start without loading NumPy and
+# SciPy: a Ctrl-C while those load is then the command's own one-line "interrupted".
+_EXPORTS = {
+    "BackendUnavailable": "backend", "available_backends": "backend",
+    "get_kernels": "backend", "load": "checkpoint", "TrainConfig": "config",
+    "Corpus": "corpus", "CheckpointError": "errors", "CorpusError": "errors",
+    "TrainingDiverged": "errors", "TrainingInterrupted": "errors", "CharRNN": "model",
+    "make_optimizer": "optim", "TrainResult": "trainer", "train": "trainer",
+    "Vocab": "vocab", "Workspace": "workspace",
+}
+
+if TYPE_CHECKING:
+    from .backend import BackendUnavailable, available_backends, get_kernels
+    from .checkpoint import load
+    from .config import TrainConfig
+    from .corpus import Corpus
+    from .errors import (CheckpointError, CorpusError, TrainingDiverged,
+                         TrainingInterrupted)
+    from .model import CharRNN
+    from .optim import make_optimizer
+    from .trainer import TrainResult, train
+    from .vocab import Vocab
+    from .workspace import Workspace
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "__version__",

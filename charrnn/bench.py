@@ -78,7 +78,7 @@ def id_windows(ids: np.ndarray, T: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 class CharrnnTrain:
-    """Training steps of a CharRNN as :class:`charrnn.train.Trainer` runs them (at a
+    """Training steps of a CharRNN as :class:`charrnn.trainer.Trainer` runs them (at a
     constant learning rate).
 
     One step: the next T ids of each of the B streams into preallocated int32 (B, T)

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from . import config as C
 from .errors import CharRNNError, CheckpointError, TrainingDiverged, TrainingInterrupted
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -108,6 +107,7 @@ DECAY = _type(_decay, "a number in (0, 1]")
 # ----------------------------------------------------------------------------- parser
 
 def _train_args(p: argparse.ArgumentParser) -> None:
+    from . import config as C
     D = C.TrainConfig()
     p.add_argument("file", nargs="?", metavar="FILE",
                    help="the text to train on (UTF-8). Without it: the text of --resume's "
@@ -315,7 +315,8 @@ def _text_options(model, args) -> tuple[str, bool]:
 # ----------------------------------------------------------------------------- commands
 
 def cmd_train(args) -> int:
-    from .train import default_paths, train
+    from . import config as C
+    from .trainer import default_paths, train
 
     controls = {}
     for name in C.config_fields():

@@ -241,7 +241,7 @@ class CharRNN:
         -------
         charrnn.TrainResult
         """
-        from .train import train
+        from .trainer import train
         return train(data, model=self, **kwargs)
 
     def sample(self, n: int, prime: str = "", temperature: float = 1.0, top_k=None,

@@ -204,6 +204,37 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
+def test_the_command_starts_without_numpy():
+    # what makes a Ctrl-C during start-up the command's own one line (below)
+    code = "import sys, charrnn.cli; print(sorted({'numpy', 'scipy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.5, 0.8])
+def test_ctrl_c_while_starting_up(tmp_path, delay):
+    import time
+    (tmp_path / "t.txt").write_text("interrupt me early. " * 200)
+    p = subprocess.Popen([sys.executable, "-m", "charrnn", "train", "t.txt", *TINY,
+                          "--steps", "100000000", "--eval-every", "0", "-o", "c.ckpt.npz"],
+                         cwd=tmp_path, env=env_for(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, encoding="utf-8")
+    try:
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # -SIGINT: the signal came before Python set up its handler (nothing was started)
+    assert p.returncode in (130, -signal.SIGINT), err
+    assert "Traceback" not in err, err
+    assert len(err.strip().splitlines()) <= 1 or "checkpoint saved" in err, err
+
+
 # ----------------------------------------------------------------------------- divergence
 
 def test_divergence_exits_3_and_keeps_the_checkpoint(tmp_path):

@@ -17,7 +17,7 @@ from charrnn import checkpoint as ckpt
 from charrnn.config import CLASSIC, TrainConfig
 from charrnn.errors import CorpusError, TrainingDiverged, TrainingInterrupted
 from charrnn.optim import make_optimizer
-from charrnn.train import Trainer, default_paths
+from charrnn.trainer import Trainer, default_paths
 
 TINY = dict(hidden_size=16, batch_size=3, seq_length=8, eval_every=5, log_every=5,
             sample_every=0, verbose=False)
@@ -168,7 +168,7 @@ def test_nan_guard_applies_no_update_and_keeps_the_checkpoint(tmp_path, what):
 
 
 def test_a_non_finite_validation_loss_stops_training(tmp_path, monkeypatch):
-    train_mod = sys.modules["charrnn.train"]         # charrnn.train is the function
+    train_mod = sys.modules["charrnn.trainer"]
     real = train_mod.sampling.evaluate
     calls = []
 
