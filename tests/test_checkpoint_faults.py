@@ -231,11 +231,12 @@ def test_sigkill_at_random_moments_never_breaks_the_file(tmp_path):
             p.stdin.write(f"{step + 1}\n")
             p.stdin.flush()
             pid = int(p.stdout.readline())
-            if i == 0:                                # the first round: wait for a file
-                deadline = time.monotonic() + 30
-                while not path.exists():
-                    assert time.monotonic() < deadline, "the writer never saved"
-                    time.sleep(0.002)
+            # let this writer finish one save (so every round tests a new file, however
+            # loaded the machine), then kill it at a random moment of its save loop
+            deadline = time.monotonic() + 60
+            while not (path.exists() and ckpt.read(path)[1].step > step):
+                assert time.monotonic() < deadline, "the writer never saved"
+                time.sleep(0.002)
             time.sleep(rnd.uniform(0.0, 0.08))
             os.kill(pid, signal.SIGKILL)
             assert p.stdout.readline().strip() == "reaped"
