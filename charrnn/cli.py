@@ -9,9 +9,11 @@ Errors are one line on stderr, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -96,12 +98,17 @@ def _decay(s):
     return v
 
 
+def _decay_every(s):
+    return "epoch" if s == "epoch" else _pos_int(s)
+
+
 POS_INT = _type(_pos_int, "a positive integer")
 NONNEG_INT = _type(_nonneg_int, "an integer >= 0")
 POS_FLOAT = _type(_pos_float, "a positive number")
 NONNEG_FLOAT = _type(_nonneg_float, "a number >= 0")
 FRACTION = _type(_fraction, "a number in [0, 1)")
 DECAY = _type(_decay, "a number in (0, 1]")
+DECAY_EVERY = _type(_decay_every, "a positive integer or 'epoch'")
 
 
 # ----------------------------------------------------------------------------- parser
@@ -147,10 +154,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                         f"(default: {D.clip_kind})")
     g.add_argument("--clip", type=POS_FLOAT, help=f"clip threshold (default: {D.clip:g})")
     g.add_argument("--lr-decay", type=DECAY, metavar="GAMMA",
-                   help=f"multiply the lr by GAMMA every --lr-decay-every steps "
-                        f"(default: {D.lr_decay:g}, constant)")
-    g.add_argument("--lr-decay-every", type=POS_INT, metavar="N",
-                   help=f"(default: {D.lr_decay_every})")
+                   help=f"multiply the lr by GAMMA every --lr-decay-every "
+                        f"(default: {D.lr_decay:g}" + (", constant)" if D.lr_decay == 1
+                                                       else ")"))
+    g.add_argument("--lr-decay-every", type=DECAY_EVERY, metavar="N|epoch",
+                   help=f"steps between decays, or 'epoch': once per pass over the "
+                        f"training text (default: {D.lr_decay_every})")
     g = p.add_argument_group("length of the run")
     g.add_argument("--steps", type=POS_INT,
                    help="steps to train in this run (default: none, see --time-budget)")
@@ -357,6 +366,8 @@ def cmd_train(args) -> int:
     if args.file is not None and not os.path.exists(args.file):
         raise FileNotFoundError(2, "No such file or directory", args.file)
     data = Path(args.file) if args.file is not None else None
+    if getattr(args, "noted", None):
+        raise KeyboardInterrupt                     # a Ctrl-C an import guard swallowed
     result = train(data, model=model, config=cfg, checkpoint=out, best_checkpoint=best,
                    metrics=metrics, verbose=not args.quiet, backend=args.backend,
                    cache_dir=args.cache_dir)
@@ -456,7 +467,9 @@ def cmd_info(args) -> int:
         print("validation loss: not evaluated")
     clip = "none" if c.clip_kind is None else f"{c.clip_kind} {c.clip:g}"
     print(f"optimizer: {c.optimizer}, lr {c.learning_rate:g}"
-          + (f" x {c.lr_decay:g} every {c.lr_decay_every} steps" if c.lr_decay != 1 else "")
+          + (f" x {c.lr_decay:g} every " + ("epoch" if c.lr_decay_every == "epoch" else
+                                            f"{c.lr_decay_every} steps")
+             if c.lr_decay != 1 else "")
           + f", clip {clip}, {st.optimizer.t:,} updates")
     print(f"config: batch_size={c.batch_size}, seq_length={c.seq_length}, "
           f"eval_every={c.eval_every}, val_fraction={c.val_fraction:g}, seed={c.seed}, "
@@ -533,14 +546,56 @@ def cmd_bench(args) -> int:
 
 # ----------------------------------------------------------------------------- main
 
+@contextlib.contextmanager
+def _sigint_noted():
+    """Python's Ctrl-C behaviour (KeyboardInterrupt), plus a note that it happened.
+
+    A KeyboardInterrupt raised inside an extension module's import can come out as
+    another exception (NumPy's import turns it into an ImportError), or be swallowed
+    by a guard around an optional import; with the note, the command still stops and
+    reports it as an interruption, in one line.
+    """
+    noted: list[bool] = []
+
+    def on_sigint(signum, frame):
+        noted.append(True)
+        raise KeyboardInterrupt
+
+    try:
+        prev = signal.signal(signal.SIGINT, on_sigint)
+    except (ValueError, OSError):               # not the main thread
+        yield noted
+        return
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, prev)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    with _sigint_noted() as noted:
+        try:
+            return _main(argv, noted)
+        except BaseException:
+            if not noted:
+                raise
+        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str], noted: list[bool]) -> int:
     try:
-        parser = build_parser(argv)
+        parser = build_parser(argv)                 # imports NumPy, SciPy, the kernels
+        if noted:
+            # a Ctrl-C during those imports that an import guard turned into a failed
+            # optional import (e.g. of the compiled kernels) still stops the command
+            raise KeyboardInterrupt
         if parser.bench_error is not None:
             raise CharRNNError(f"the benchmarks are unavailable here ({parser.bench_error})")
         args = parser.parse_args(argv)
+        args.noted = noted
         if args.command is None:
             raise UsageError(f"{PROG}: choose a command: train, sample, score, info, plot, "
                              f"bench (see {PROG} --help)")
