@@ -24,6 +24,8 @@ OPTIMIZER = "adam"
 LR = None                   # None: the optimizer's own default (optim.DEFAULT_LR)
 CLIP_KIND = "norm"          # "value" (element-wise, the classic), "norm" (global) or None
 CLIP = 5.0
+LR_DECAY = 1.0              # multiply the lr by this ...
+LR_DECAY_EVERY = 1000       # ... every so many steps, or "epoch"
 DTYPE = "float32"
 TIME_BUDGET = 180.0         # seconds, when neither steps nor a time budget is given
 EVAL_EVERY = 500            # steps between evaluations (and checkpoint writes)
@@ -76,8 +78,11 @@ class TrainConfig:
     clip : float
         The clip threshold.
     lr_decay : float
-        Multiply the learning rate by this every ``lr_decay_every`` steps (1 = constant).
-    lr_decay_every : int
+        Multiply the learning rate by this every ``lr_decay_every`` (1 = constant).
+    lr_decay_every : int or "epoch"
+        Steps between decays, or ``"epoch"``: once per pass over the training text (so
+        a small text, which a run sees many times and starts to overfit, anneals sooner
+        than a large one).
     steps : int or None
         Steps to train in this call.
     time_budget : float or None
@@ -113,8 +118,8 @@ class TrainConfig:
     lr: float | None = LR
     clip_kind: str | None = CLIP_KIND
     clip: float = CLIP
-    lr_decay: float = 1.0
-    lr_decay_every: int = 1000
+    lr_decay: float = LR_DECAY
+    lr_decay_every: int | str = LR_DECAY_EVERY
     steps: int | None = None
     time_budget: float | None = None
     eval_every: int = EVAL_EVERY
@@ -145,11 +150,16 @@ class TrainConfig:
         """The base learning rate (``lr`` or the optimizer's default)."""
         return DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
 
-    def lr_at(self, step: int) -> float:
-        """The learning rate of update number ``step + 1`` (step decay)."""
+    def lr_at(self, step: int, epoch: int = 0) -> float:
+        """The learning rate of update number ``step + 1``, made in pass ``epoch``.
+
+        ``lr * lr_decay ** (step // lr_decay_every)``, or ``lr * lr_decay ** epoch``
+        when ``lr_decay_every`` is ``"epoch"``.
+        """
         if self.lr_decay == 1.0:
             return self.learning_rate
-        return self.learning_rate * self.lr_decay ** (step // self.lr_decay_every)
+        n = epoch if self.lr_decay_every == "epoch" else step // self.lr_decay_every
+        return self.learning_rate * self.lr_decay ** n
 
     def validate(self) -> "TrainConfig":
         """Raise ``ValueError``/``TypeError`` naming the first bad control; return self."""
@@ -173,9 +183,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}"
                                  f", got {v}")
 
-        for name in ("hidden_size", "batch_size", "seq_length", "lr_decay_every",
-                     "log_every", "sample_length"):
+        for name in ("hidden_size", "batch_size", "seq_length", "log_every",
+                     "sample_length"):
             pos_int(name)
+        if self.lr_decay_every != "epoch":
+            if isinstance(self.lr_decay_every, str):
+                raise ValueError(f"lr_decay_every must be a number of steps or 'epoch', "
+                                 f"not {self.lr_decay_every!r}")
+            pos_int("lr_decay_every")
         pos_int("steps", allow_none=True)
         pos_int("patience", allow_none=True)
         pos_int("eval_max_chars", allow_none=True)

@@ -283,6 +283,7 @@ class Trainer:
         stopped = "steps"
         last_eval = -1
         val = None
+        lr = cfg.lr_at(st.step, batches.epoch)   # the last update's (for the records)
         self._ivl = [0.0, 0, t0, 0.0]        # loss sum, steps, start, overhead at start
         train_loss = None
         # the guard below reports overflow itself, as one error instead of NumPy warnings
@@ -298,10 +299,10 @@ class Trainer:
                     break
                 if self._interrupted:
                     break
-                lr = cfg.lr_at(st.step)
                 with lock:
                     if batches.next_into(X, Y):
                         h.fill(0)                # a new pass over the text: reset the state
+                    lr = cfg.lr_at(st.step, batches.epoch)
                     L = loss_and_grads(X, Y, h, h)[0]
                     norm, c, s = clip_args(K, grad, clip_kind, clip)
                     if not (math.isfinite(L) and math.isfinite(norm)):
@@ -360,7 +361,7 @@ class Trainer:
             t1 = time.perf_counter()
             if self._ivl[1]:
                 self._sync_state(t0, elapsed0)
-                rec = self._train_record(cfg.lr_at(max(st.step - 1, 0)), overhead)
+                rec = self._train_record(lr, overhead)
                 train_loss = rec["train_loss"]
             else:
                 rec = None
@@ -369,7 +370,7 @@ class Trainer:
                 if val is not None:
                     if rec is None:
                         self._sync_state(t0, elapsed0)
-                        rec = self._train_record(cfg.lr_at(max(st.step - 1, 0)), overhead)
+                        rec = self._train_record(lr, overhead)
                     self._after_eval(rec, val)
             if rec is not None:
                 self._emit(rec)

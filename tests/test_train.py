@@ -80,6 +80,7 @@ def test_batch_one_is_the_classic_loop():
     dict(optimizer="adam", clip_kind="norm", lr_decay=0.7, lr_decay_every=4),
     dict(optimizer="adagrad", clip_kind="value", batch_size=1, seq_length=5),
     dict(optimizer="rmsprop", clip_kind=None, dtype="float64"),
+    dict(optimizer="adam", lr_decay=0.5, lr_decay_every="epoch", seq_length=40),
 ])
 def test_resume_after_save_and_load_is_exact(tmp_path, controls):
     kw = {**TINY, "sample_every": 3, "sample_length": 4, **controls}
@@ -255,6 +256,18 @@ def test_time_budget_stops_the_run():
     assert r.stopped == "time" and r.steps_run >= 1
 
 
+def test_lr_decay_per_epoch(tmp_path):
+    path = tmp_path / "m.jsonl"
+    r = charrnn.train(TEXT[:400], steps=60, metrics=path, lr_decay=0.5, lr_decay_every="epoch",
+                      optimizer="sgd", lr=0.05, **{**TINY, "log_every": 1})
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    epochs = [x["epoch"] for x in recs]
+    assert epochs[-1] >= 2 and epochs == sorted(epochs)          # several passes
+    for x in recs:
+        assert x["lr"] == 0.05 * 0.5 ** x["epoch"]
+    assert r.model._train_state.epoch == epochs[-1]
+
+
 def test_metrics_log(tmp_path):
     path = tmp_path / "m.jsonl"
     r = charrnn.train(TEXT, steps=20, metrics=path, lr_decay=0.5, lr_decay_every=10,
@@ -302,7 +315,10 @@ def test_bad_controls():
                      (dict(batch_size=1.5), TypeError), (dict(optimizer="lbfgs"), ValueError),
                      (dict(clip_kind="max"), ValueError), (dict(val_fraction=1.0), ValueError),
                      (dict(time_budget=float("inf")), ValueError),
-                     (dict(lr_decay=1.5), ValueError), (dict(dtype="float16"), ValueError)]:
+                     (dict(lr_decay=1.5), ValueError), (dict(dtype="float16"), ValueError),
+                     (dict(lr_decay_every="epochs"), ValueError),
+                     (dict(lr_decay_every=0), ValueError),
+                     (dict(lr_decay_every=2.5), TypeError)]:
         with pytest.raises(exc):
             charrnn.train(TEXT, verbose=False, **bad)
 
