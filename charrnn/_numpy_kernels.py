@@ -15,6 +15,7 @@ Arrays are validated first and the checks raise ``TypeError`` (wrong type or dty
 from __future__ import annotations
 
 import math
+from itertools import combinations, product, starmap
 
 import numpy as np
 
@@ -37,7 +38,8 @@ def _array(name, a, dtype=None, ndim=None, out=False):
         raise ValueError(f"{name} must be C-contiguous")
     if out and not a.flags.writeable:
         raise ValueError(f"{name} is read-only; an output array must be writeable")
-    if any(n > _MAX for n in a.shape) or a.size > _MAX:
+    # a dimension can exceed the size only when another one is 0
+    if a.size > _MAX or (a.size == 0 and any(n > _MAX for n in a.shape)):
         raise ValueError(f"{name} has a dimension of 2**31 or more: {a.shape}")
     return a
 
@@ -70,7 +72,7 @@ def check_ids(name, ids, V, shape=None):
         raise TypeError(f"{name} must have dtype int32, not {ids.dtype}")
     if shape is not None:
         _shape(name, ids, shape)
-    if ids.size:
+    if ids.size and not (ids.min() >= 0 and ids.max() < V):
         bad = np.flatnonzero((ids < 0) | (ids >= V))
         if bad.size:
             pos = [int(p) for p in np.unravel_index(bad[0], ids.shape)]
@@ -78,7 +80,14 @@ def check_ids(name, ids, V, shape=None):
                              f"in [0, {V})")
 
 
+# The overlap checks test every pair with np.may_share_memory (byte bounds, which is exact
+# for C-contiguous arrays). All pairs go through one starmap first, since they are nearly
+# always disjoint; only when some pair overlaps does the named loop run to word the error.
+
 def _no_alias(outs, ins):
+    if not any(starmap(np.may_share_memory, product([o for _, o in outs],
+                                                    [i for _, i in ins]))):
+        return
     for oname, o in outs:
         for iname, i in ins:
             if np.may_share_memory(o, i):
@@ -88,6 +97,9 @@ def _no_alias(outs, ins):
 def _not_in_workspace(ws, arrays, buffers):
     """The workspace is scratch the kernel overwrites: no argument may live in the
     buffers it uses (hs and zs for the forward pass, dhs and dhnext too for gradients)."""
+    if not any(starmap(np.may_share_memory, product([getattr(ws, w) for w in buffers],
+                                                    [a for _, a in arrays]))):
+        return
     for wname in buffers:
         for name, a in arrays:
             if np.may_share_memory(getattr(ws, wname), a):
@@ -116,7 +128,7 @@ def _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
     _no_alias([("hlast", hlast)], [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh),
                                    ("by", by), ("X", X), ("Y", Y)])
     # hlast may be h0 itself (the state carried in place), but not a partial overlap
-    if np.may_share_memory(hlast, h0) and not (
+    if hlast is not h0 and np.may_share_memory(hlast, h0) and not (
             hlast.ctypes.data == h0.ctypes.data and hlast.shape == h0.shape):
         raise ValueError("output hlast partially overlaps input h0")
     _not_in_workspace(ws, [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
@@ -133,6 +145,16 @@ def _check_vec(name, a, dtype=None, out=False):
     return a
 
 
+def _no_alias_outputs(outs):
+    """No two outputs may share memory."""
+    if not any(starmap(np.may_share_memory, combinations([o for _, o in outs], 2))):
+        return
+    for i, (na, a) in enumerate(outs):
+        for nb, b in outs[i + 1:]:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"output {na} overlaps output {nb}")
+
+
 def _check_update(w, g, states, hypers):
     _check_vec("w", w, out=True)
     _check_vec("g", g, dtype=w.dtype)
@@ -142,10 +164,7 @@ def _check_update(w, g, states, hypers):
         _shape(name, s, w.shape)
     _no_alias([("w", w)] + states, [("g", g)])
     _no_alias([("w", w)], states)
-    for i, (na, a) in enumerate(states):                        # Adam's m and v
-        for nb, b in states[i + 1:]:
-            if np.may_share_memory(a, b):
-                raise ValueError(f"output {na} overlaps output {nb}")
+    _no_alias_outputs(states)                                   # Adam's m and v
     for name, value in hypers:
         if not math.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value}")
@@ -163,30 +182,36 @@ def _check_clip(clip, scale):
 def _forward(Wxh, Whh, Why, bh, by, X, Y, h0, hs, zs):
     """Run the recurrence and the output layer. Leaves p - onehot(Y) in zs; returns L."""
     B, T = X.shape
-    # the input side of every step at once: Wxh[:, x].T + bh   (T, B, H), a column gather
-    A = Wxh.T[X.T] + bh
+    V = by.shape[0]
+    # the input side of every step at once, into hs[1:]: Wxh[:, x].T + bh   (T, B, H),
+    # a column gather
+    np.add(Wxh.T[X.T], bh, out=hs[1:])
     hs[0] = h0
-    for t in range(T):
-        a = A[t]                                                # (B, H)
-        a += hs[t] @ Whh.T                                      # a_t = ... + h_{t-1} @ Whh.T
-        np.tanh(a, out=hs[t + 1])                               # h_t = tanh(a_t)
+    # at B = 1 a step is three small calls and their overhead is the cost: np.dot (not
+    # matmul's ufunc dispatch), Whh.T made once, one view per step
+    hprev, WhhT = hs[0], Whh.T
+    for h in hs[1:]:                                            # (B, H): a_t, then h_t
+        h += np.dot(hprev, WhhT)                                # a_t = ... + h_{t-1} @ Whh.T
+        np.tanh(h, out=h)                                       # h_t = tanh(a_t)
+        hprev = h
     Hs = hs[1:].reshape(T * B, -1)                              # (T*B, H), row t*B + b
     Z = zs.reshape(T * B, -1)                                   # (T*B, V)
     np.matmul(Hs, Why.T, out=Z)                                 # all T steps in one GEMM
     Z += by
-    targets = np.ascontiguousarray(Y.T).reshape(-1)             # (T*B,) in the same order
-    rows = np.arange(T * B)
+    # where the targets sit in the flat Z: row t*B + b, column Y[b, t]   (T*B,)
+    iy = np.arange(0, T * B * V, V) + Y.T.reshape(-1)
+    Zf = Z.reshape(-1)                                          # a view
     # stable softmax: subtract the row max; -log p[y] = log(sum exp z) - z[y]
     Z -= Z.max(axis=1, keepdims=True)
-    zy = Z[rows, targets].astype(np.float64)
+    zy = Zf[iy].astype(np.float64, copy=False)
     np.exp(Z, out=Z)
     s = Z.sum(axis=1, keepdims=True)
     # the loss sums the exps in float64: for a confident float32 prediction s = 1 + tiny,
     # and rounding s to float32 would cost the small -log p its relative precision
     s64 = s[:, 0] if Z.dtype == np.float64 else Z.sum(axis=1, dtype=np.float64)
-    loss = float(np.sum(np.log(s64) - zy) / B)
+    loss = float((np.log(s64) - zy).sum() / B)
     Z /= s                                                      # p_t
-    Z[rows, targets] -= 1                                       # p_t - onehot(y_t)
+    Zf[iy] -= 1                                                 # p_t - onehot(y_t)
     return loss
 
 
@@ -214,16 +239,11 @@ def loss_and_grads(Wxh, Whh, Why, bh, by, X, Y, h0,
         _array(name, g, dtype=p.dtype, out=True)
         _shape(name, g, p.shape)
     grads = [("dWxh", dWxh), ("dWhh", dWhh), ("dWhy", dWhy), ("dbh", dbh), ("dby", dby)]
-    _no_alias(grads + [("hlast", hlast)],
-              [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
-               ("X", X), ("Y", Y)])
+    # (_check_chunk has tested hlast against the inputs)
+    _no_alias(grads, [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
+                      ("X", X), ("Y", Y)])
     _no_alias(grads, [("h0", h0)])
-    for i, (na, a) in enumerate(grads):
-        for nb, b in grads[i + 1:]:
-            if np.may_share_memory(a, b):
-                raise ValueError(f"output {na} overlaps output {nb}")
-        if np.may_share_memory(a, hlast):
-            raise ValueError(f"output {na} overlaps output hlast")
+    _no_alias_outputs(grads + [("hlast", hlast)])
     _not_in_workspace(ws, grads, ("hs", "zs", "dhs", "dhnext"))
     _not_in_workspace(ws, [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
                            ("X", X), ("Y", Y), ("h0", h0), ("hlast", hlast)], ("dhs", "dhnext"))
@@ -235,12 +255,13 @@ def loss_and_grads(Wxh, Whh, Why, bh, by, X, Y, h0,
 
     loss = _forward(Wxh, Whh, Why, bh, by, X, Y, h0, hs, zs)
     dZ = zs.reshape(T * B, V)
-    dZ /= B                                                     # dz_t = (p_t - onehot) / B
+    if B > 1:                                                   # (x / 1 is x: skip it)
+        dZ /= B                                                 # dz_t = (p_t - onehot) / B
     Hs = hs[1:].reshape(T * B, H)
 
     # backward, output side: three single GEMMs/reductions over all T steps
     np.matmul(dZ.T, Hs, out=dWhy)                               # dWhy = dz.T @ h   (V, H)
-    np.sum(dZ, axis=0, out=dby)                                 # dby  = sum dz     (V,)
+    dZ.sum(axis=0, out=dby)                                     # dby  = sum dz     (V,)
     dH = dhs.reshape(T * B, H)
     np.matmul(dZ, Why, out=dH)                                  # dh   = dz @ Why   (T*B, H)
 
@@ -252,11 +273,18 @@ def loss_and_grads(Wxh, Whh, Why, bh, by, X, Y, h0,
         da += dhnext                                            # dh_t = dz_t @ Why + dhnext
         da *= dtanh[t]                                          # da_t = (1 - h_t**2) * dh_t
         if t > 0:
-            np.matmul(da, Whh, out=dhnext)                      # dhnext = da_t @ Whh
+            # np.dot as in the forward pass, into a fresh (B, H) array: np.dot's out=
+            # refuses an unaligned buffer (ws.dhnext only supplies the zeros above)
+            dhnext = np.dot(da, Whh)                            # dhnext = da_t @ Whh
     np.matmul(dH.T, hs[:T].reshape(T * B, H), out=dWhh)         # dWhh = sum_t da_t.T @ h_{t-1}
-    np.sum(dH, axis=0, out=dbh)                                 # dbh  = sum da
+    dH.sum(axis=0, out=dbh)                                     # dbh  = sum da
+    # a plain loop over the T*B rows beats np.add.at (per-element dispatch) at every size;
+    # same order of additions, so the same sums
     dWxh[:] = 0
-    np.add.at(dWxh.T, np.ascontiguousarray(X.T).reshape(-1), dH)  # dWxh[:, x] += da
+    dWxhT = dWxh.T                                              # (V, H), a view
+    for x, da in zip(X.T.reshape(-1).tolist(), dH):            # row t*B + b of dH, (H,)
+        dw = dWxhT[x]                   # a view: "dWxhT[x] += da" would also copy it back
+        dw += da                                                # dWxh[:, X[b, t]] += da_t[b]
 
     hlast[:] = hs[T]
     return loss
@@ -393,6 +421,8 @@ def scale_(g, scale):
 # is global-norm clipping, clip = inf turns element-wise clipping off). g is not modified.
 
 def _clipped(g, clip, scale):
+    if scale == 1 and clip != math.inf:                         # the classic: clip only
+        return np.clip(g, -clip, clip, out=np.empty_like(g))    # one pass, no copy first
     gc = g * g.dtype.type(scale) if scale != 1 else g.copy()
     if clip != math.inf:
         np.clip(gc, -clip, clip, out=gc)
