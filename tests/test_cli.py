@@ -17,6 +17,7 @@ import pytest
 import charrnn
 from charrnn import checkpoint as ckpt
 from charrnn import cli
+from charrnn import config as C
 
 TINY = ["--hidden-size", "16", "--batch-size", "2", "--seq-length", "8",
         "--eval-every", "10", "--log-every", "5", "--sample-every", "10",
@@ -135,7 +136,7 @@ def test_version_and_help(tmp_path, capsys):
         return capsys.readouterr().out
 
     h = helptext("train")
-    for want in ("--classic", "(default: 256)", "(default: 180", "--resume", "--time-budget",
+    for want in ("--classic", f"(default: {C.HIDDEN_SIZE})", "(default: 180", "--resume", "--time-budget",
                  "--patience", "--lr-decay", "--clip-kind", "--encoding", "--steps"):
         assert want in h, want
     for cmd in ("sample", "score", "info", "plot"):
