@@ -160,6 +160,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-decay-every", type=DECAY_EVERY, metavar="N|epoch",
                    help=f"steps between decays, or 'epoch': once per pass over the "
                         f"training text (default: {D.lr_decay_every})")
+    g.add_argument("--lr-decay-after", type=NONNEG_INT, metavar="N",
+                   help=f"steps (or passes, with --lr-decay-every epoch) at the full lr "
+                        f"before the decay starts (default: {D.lr_decay_after})")
     g = p.add_argument_group("length of the run")
     g.add_argument("--steps", type=POS_INT,
                    help="steps to train in this run (default: none, see --time-budget)")
@@ -469,6 +472,7 @@ def cmd_info(args) -> int:
     print(f"optimizer: {c.optimizer}, lr {c.learning_rate:g}"
           + (f" x {c.lr_decay:g} every " + ("epoch" if c.lr_decay_every == "epoch" else
                                             f"{c.lr_decay_every} steps")
+             + (f" after {c.lr_decay_after}" if c.lr_decay_after else "")
              if c.lr_decay != 1 else "")
           + f", clip {clip}, {st.optimizer.t:,} updates")
     print(f"config: batch_size={c.batch_size}, seq_length={c.seq_length}, "

@@ -28,7 +28,8 @@ LR = None                   # None: the optimizer's own default (optim.DEFAULT_L
 CLIP_KIND = "norm"          # "value" (element-wise, the classic), "norm" (global) or None
 CLIP = 5.0
 LR_DECAY = 0.9              # multiply the lr by this ...
-LR_DECAY_EVERY = "epoch"    # ... every so many steps, or once per pass over the text
+LR_DECAY_EVERY = "epoch"    # ... every so many steps, or once per pass over the text,
+LR_DECAY_AFTER = 0          # ... after this many steps (or passes) at the full rate
 DTYPE = "float32"
 TIME_BUDGET = 180.0         # seconds, when neither steps nor a time budget is given
 EVAL_EVERY = 500            # steps between evaluations (and checkpoint writes)
@@ -86,6 +87,9 @@ class TrainConfig:
         Steps between decays, or ``"epoch"``: once per pass over the training text (so
         a small text, which a run sees many times and starts to overfit, anneals sooner
         than a large one).
+    lr_decay_after : int
+        Keep the learning rate constant for this many steps (or passes, with
+        ``lr_decay_every="epoch"``) before the decay starts.
     steps : int or None
         Steps to train in this call.
     time_budget : float or None
@@ -123,6 +127,7 @@ class TrainConfig:
     clip: float = CLIP
     lr_decay: float = LR_DECAY
     lr_decay_every: int | str = LR_DECAY_EVERY
+    lr_decay_after: int = LR_DECAY_AFTER
     steps: int | None = None
     time_budget: float | None = None
     eval_every: int = EVAL_EVERY
@@ -156,12 +161,16 @@ class TrainConfig:
     def lr_at(self, step: int, epoch: int = 0) -> float:
         """The learning rate of update number ``step + 1``, made in pass ``epoch``.
 
-        ``lr * lr_decay ** (step // lr_decay_every)``, or ``lr * lr_decay ** epoch``
-        when ``lr_decay_every`` is ``"epoch"``.
+        ``lr * lr_decay ** n`` with ``n = max(0, step - lr_decay_after) //
+        lr_decay_every``, or ``n = max(0, epoch - lr_decay_after)`` when
+        ``lr_decay_every`` is ``"epoch"``.
         """
         if self.lr_decay == 1.0:
             return self.learning_rate
-        n = epoch if self.lr_decay_every == "epoch" else step // self.lr_decay_every
+        if self.lr_decay_every == "epoch":
+            n = max(0, epoch - self.lr_decay_after)
+        else:
+            n = max(0, step - self.lr_decay_after) // self.lr_decay_every
         return self.learning_rate * self.lr_decay ** n
 
     def validate(self) -> "TrainConfig":
@@ -198,6 +207,7 @@ class TrainConfig:
         pos_int("patience", allow_none=True)
         pos_int("eval_max_chars", allow_none=True)
         pos_int("eval_every", allow_zero=True)
+        pos_int("lr_decay_after", allow_zero=True)
         pos_int("sample_every", allow_zero=True)
         if not _is_int(self.seed):
             raise TypeError(f"seed must be an int, not {type(self.seed).__name__}")

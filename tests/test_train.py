@@ -268,6 +268,18 @@ def test_lr_decay_per_epoch(tmp_path):
     assert r.model._train_state.epoch == epochs[-1]
 
 
+@pytest.mark.parametrize("every, after", [(10, 25), ("epoch", 2)])
+def test_lr_decay_after(every, after):
+    cfg = charrnn.TrainConfig(optimizer="sgd", lr=0.08, lr_decay=0.5, lr_decay_every=every,
+                              lr_decay_after=after).validate()
+    if every == "epoch":
+        got = [cfg.lr_at(0, e) for e in range(6)]
+        assert got == [0.08, 0.08, 0.08, 0.04, 0.02, 0.01]
+    else:
+        got = [cfg.lr_at(s) for s in (0, 24, 25, 34, 35, 44, 45)]
+        assert got == [0.08, 0.08, 0.08, 0.08, 0.04, 0.04, 0.02]
+
+
 def test_metrics_log(tmp_path):
     path = tmp_path / "m.jsonl"
     r = charrnn.train(TEXT, steps=20, metrics=path, lr_decay=0.5, lr_decay_every=10,
@@ -318,7 +330,8 @@ def test_bad_controls():
                      (dict(lr_decay=1.5), ValueError), (dict(dtype="float16"), ValueError),
                      (dict(lr_decay_every="epochs"), ValueError),
                      (dict(lr_decay_every=0), ValueError),
-                     (dict(lr_decay_every=2.5), TypeError)]:
+                     (dict(lr_decay_every=2.5), TypeError),
+                     (dict(lr_decay_after=-1), ValueError)]:
         with pytest.raises(exc):
             charrnn.train(TEXT, verbose=False, **bad)
 
