@@ -259,6 +259,7 @@ def test_time_budget_stops_the_run():
 def test_lr_decay_per_epoch(tmp_path):
     path = tmp_path / "m.jsonl"
     r = charrnn.train(TEXT[:400], steps=60, metrics=path, lr_decay=0.5, lr_decay_every="epoch",
+                      lr_decay_after=0,
                       optimizer="sgd", lr=0.05, **{**TINY, "log_every": 1})
     recs = [json.loads(line) for line in path.read_text().splitlines()]
     epochs = [x["epoch"] for x in recs]
@@ -283,6 +284,7 @@ def test_lr_decay_after(every, after):
 def test_metrics_log(tmp_path):
     path = tmp_path / "m.jsonl"
     r = charrnn.train(TEXT, steps=20, metrics=path, lr_decay=0.5, lr_decay_every=10,
+                      lr_decay_after=0,
                       optimizer="sgd", lr=0.05, **TINY)
     recs = [json.loads(line) for line in path.read_text().splitlines()]
     assert recs == r.history and [x["step"] for x in recs] == [5, 10, 15, 20]
