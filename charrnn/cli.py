@@ -469,12 +469,8 @@ def cmd_info(args) -> int:
     else:
         print("validation loss: not evaluated")
     clip = "none" if c.clip_kind is None else f"{c.clip_kind} {c.clip:g}"
-    print(f"optimizer: {c.optimizer}, lr {c.learning_rate:g}"
-          + (f" x {c.lr_decay:g} every " + ("epoch" if c.lr_decay_every == "epoch" else
-                                            f"{c.lr_decay_every} steps")
-             + (f" after {c.lr_decay_after}" if c.lr_decay_after else "")
-             if c.lr_decay != 1 else "")
-          + f", clip {clip}, {st.optimizer.t:,} updates")
+    print(f"optimizer: {c.optimizer}, {c.describe_lr()}, clip {clip}, "
+          f"{st.optimizer.t:,} updates")
     print(f"config: batch_size={c.batch_size}, seq_length={c.seq_length}, "
           f"eval_every={c.eval_every}, val_fraction={c.val_fraction:g}, seed={c.seed}, "
           f"encoding={c.encoding}, normalize_newlines={c.normalize_newlines}")

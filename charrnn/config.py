@@ -173,6 +173,17 @@ class TrainConfig:
             n = max(0, step - self.lr_decay_after) // self.lr_decay_every
         return self.learning_rate * self.lr_decay ** n
 
+    def describe_lr(self) -> str:
+        """The learning-rate schedule in words, e.g. ``lr 0.002 x 0.85 every epoch after 6``."""
+        text = f"lr {self.learning_rate:g}"
+        if self.lr_decay != 1.0:
+            every = self.lr_decay_every
+            text += f" x {self.lr_decay:g} every " + ("epoch" if every == "epoch"
+                                                      else f"{every} steps")
+            if self.lr_decay_after:
+                text += f" after {self.lr_decay_after}"
+        return text
+
     def validate(self) -> "TrainConfig":
         """Raise ``ValueError``/``TypeError`` naming the first bad control; return self."""
         def pos_int(name, allow_none=False, allow_zero=False):

@@ -473,7 +473,7 @@ class Trainer:
             f"model: H={m.hidden_size}, {m.num_params:,} parameters, {m.dtype.name}, "
             f"backend {m.backend}",
             f"training: B={cfg.batch_size}, T={cfg.seq_length}, {cfg.optimizer} "
-            f"lr {cfg.learning_rate:g}, {clip}; stop after {stop}"
+            f"{cfg.describe_lr()}, {clip}; stop after {stop}"
             + (f"; resuming at step {st.step:,}" if st.step else ""),
         ]
         if self.checkpoint is not None:
