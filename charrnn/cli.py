@@ -126,6 +126,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                         f"NAME.best.ckpt.npz")
     p.add_argument("--resume", metavar="CKPT",
                    help="continue training from this checkpoint, exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if the output checkpoint already exists (it "
+                        "is refused otherwise, so an earlier run is never lost by accident)")
     p.add_argument("--classic", action="store_true",
                    help="min-char-rnn's settings: H=100, T=25, B=1, Adagrad lr 0.1, "
                         "element-wise clipping to 5 (other flags still override)")
@@ -368,6 +371,12 @@ def cmd_train(args) -> int:
         metrics = None
     if args.file is not None and not os.path.exists(args.file):
         raise FileNotFoundError(2, "No such file or directory", args.file)
+    resumed_here = (args.resume is not None
+                    and os.path.abspath(args.resume) == os.path.abspath(out))
+    if out.exists() and not resumed_here and not args.overwrite:
+        raise UsageError(f"{PROG} train: {out} already exists (an earlier run?); continue "
+                         f"it with --resume {out}, write elsewhere with -o, or start afresh "
+                         f"over it with --overwrite")
     data = Path(args.file) if args.file is not None else None
     if getattr(args, "noted", None):
         raise KeyboardInterrupt                     # a Ctrl-C an import guard swallowed

@@ -157,6 +157,22 @@ def test_default_run_on_the_builtin_corpus(tmp_path):
     assert ckpt.read(tmp_path / "charrnn.ckpt.npz")[1].step == 5
 
 
+def test_an_existing_checkpoint_is_never_overwritten_by_a_fresh_run(tmp_path):
+    (tmp_path / "t.txt").write_text("keep my earlier run. " * 60)
+    run(tmp_path, "train", "t.txt", *TINY, "--steps", "6", "-q", "-o", "m.ckpt.npz", check=0)
+    before = (tmp_path / "m.ckpt.npz").read_bytes()
+    p = run(tmp_path, "train", "t.txt", *TINY, "--steps", "6", "-o", "m.ckpt.npz")
+    one_line_error(p, 2, r"m\.ckpt\.npz already exists.*--resume m\.ckpt\.npz.*--overwrite")
+    assert (tmp_path / "m.ckpt.npz").read_bytes() == before
+    # resuming into another existing file is refused too; --overwrite allows both
+    run(tmp_path, "train", "t.txt", *TINY, "--steps", "3", "-q", "-o", "n.ckpt.npz", check=0)
+    p = run(tmp_path, "train", "--resume", "m.ckpt.npz", "--steps", "2", "-o", "n.ckpt.npz")
+    one_line_error(p, 2, r"n\.ckpt\.npz already exists")
+    run(tmp_path, "train", "t.txt", *TINY, "--steps", "4", "-q", "-o", "m.ckpt.npz",
+        "--overwrite", check=0)
+    assert ckpt.read(tmp_path / "m.ckpt.npz")[1].step == 4
+
+
 # ----------------------------------------------------------------------------- resume
 
 def test_exact_resume_across_processes(tmp_path):
