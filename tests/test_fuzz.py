@@ -440,15 +440,15 @@ LOAD_TIMEOUT = 30.0
 
 @pytest.fixture(scope="module")
 def valid_checkpoint(tmp_path_factory):
-    """The bytes of a small checkpoint with a full training state, and what it holds."""
+    """The bytes of a small, valid checkpoint with a full training state, and its folder."""
     from charrnn import checkpoint as ckpt
     d = tmp_path_factory.mktemp("ckpt_fuzz")
     path = d / "valid.ckpt.npz"
     text = "to be or not to be, that is the question. " * 20
     charrnn.train(text, hidden_size=5, batch_size=2, seq_length=6, steps=3, eval_every=2,
                   sample_every=0, verbose=False, checkpoint=path, optimizer="adam")
-    model, state, meta = ckpt.read(path)
-    return path.read_bytes(), (model.theta.tobytes(), state.step, meta), d
+    assert ckpt.read(path)[1].step == 3                 # the undamaged file loads
+    return path.read_bytes(), d
 
 
 def read_guarded(path):
@@ -474,7 +474,7 @@ def read_guarded(path):
 @given(data=st.data())
 def test_checkpoint_loader_never_breaks(valid_checkpoint, data):
     from charrnn.errors import CheckpointError
-    blob, (theta, step, meta), d = valid_checkpoint
+    blob, d = valid_checkpoint
     kind = data.draw(st.sampled_from(["random", "prefix", "flip", "zip-like"]), label="kind")
     if kind == "random":
         bad = data.draw(st.binary(max_size=4096), label="bytes")
