@@ -7,8 +7,10 @@ Three views, 1 BLAS thread, each timing the fastest of its rounds (phases are
 differences of timings; on a shared machine the slow rounds belong to other processes):
 
 1. the kernel calls of a step timed on their own: fetching the chunk
-   (``Batches.next_into``), ``loss`` (forward only), ``loss_and_grads`` (forward + BPTT),
-   ``sumsq`` (the norm behind ``clip_args``) and ``adagrad_update`` (clip + update);
+   (``Batches.next_into``) and ``train_step`` (the rest of the step, one call), and the
+   separate kernels it fuses: ``loss`` (forward only), ``loss_and_grads`` (forward +
+   BPTT), ``sumsq`` (the norm behind ``clip_args``) and ``adagrad_update`` (clip +
+   update);
 2. each BLAS product of the step timed through scipy's BLAS at the kernel's shapes
    (``bound.py``), which splits forward and backward into BLAS and the rest (gather +
    bias + tanh; softmax + loss + dz; the (1-h^2) pass, dby, dbh and the dWxh scatter);
@@ -53,17 +55,21 @@ def kernel_times(B: int, H: int, T: int, V: int, dtype: str, rounds: int,
     args = (p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], X, Y, h)
     m_state = w.opt.state["m"]
     theta, grad = m.theta, m.grad
+    inf = float("inf")
     # the fastest round: phases are differences of timings, and on a shared machine the
     # slow rounds are other processes' doing, not the kernel's
     ct = (lambda f: min(call_times(f, rounds, round_time)))
     return {
         "step": ct(w.step),
         "next_into": ct(lambda: w.batches.next_into(X, Y)),
+        # a zero learning rate leaves theta as it is; the passes cost the same
+        "train_step (the rest of the step, one call)": ct(
+            lambda: K.train_step(theta, grad, X, Y, h, ws, H, "adagrad", (m_state,), 0.0,
+                                 (1e-8,), 5.0, inf)),
         "loss (forward)": ct(lambda: K.loss(*args, hl, ws)),
         "loss_and_grads": ct(lambda: K.loss_and_grads(*args, g["Wxh"], g["Whh"], g["Why"],
                                                       g["bh"], g["by"], hl, ws)),
         "clip_args (sumsq)": ct(lambda: clip_args(K, grad, "value", 5.0)),
-        # a zero learning rate leaves theta as it is; the pass costs the same
         "adagrad_update": ct(lambda: K.adagrad_update(theta, grad, m_state, 0.0, 1e-8,
                                                       5.0, 1.0)),
     }
@@ -133,9 +139,13 @@ def profile(B, H, T, V, dtype, rounds, round_time, perf: bool) -> str:
     for name, s in k.items():
         if name != "step":
             lines.append(f"| {name} | {_us(s)} | {s / step:.0%} |")
-    rest = step - k["next_into"] - lag - k["clip_args (sumsq)"] - k["adagrad_update"]
-    lines += [f"| Python between the calls (step − the above, forward counted in "
-              f"loss_and_grads) | {_us(rest)} | {rest / step:.0%} |", "",
+    fused = k["train_step (the rest of the step, one call)"]
+    rest = step - k["next_into"] - fused
+    parts = lag + k["clip_args (sumsq)"] + k["adagrad_update"]
+    lines += [f"| Python around the calls (step − next_into − train_step) | {_us(rest)} | "
+              f"{rest / step:.0%} |",
+              f"| train_step − the separate calls it fuses (loss_and_grads, clip_args, "
+              f"adagrad_update) | {_us(fused - parts)} | {(fused - parts) / step:.0%} |", "",
               "| BLAS product (scipy's BLAS, kernel shapes) | calls | µs per call | "
               "µs per step | GFLOP/s |", "|---|---|---|---|---|"]
     for r in b:

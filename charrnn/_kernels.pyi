@@ -45,3 +45,8 @@ def rmsprop_update(w: _Float, g: _Float, v: _Float, lr: float, rho: float = 0.99
 def adam_update(w: _Float, g: _Float, m: _Float, v: _Float, lr: float,
                 beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                 step: int = 1, clip: float = 5.0, scale: float = 1.0) -> None: ...
+def train_step(
+    w: _Float, g: _Float, X: _Ids, Y: _Ids, h: _Float, ws: Workspace, H: int,
+    rule: str, state: tuple[_Float, ...], lr: float, hyper: tuple[float | int, ...],
+    clip: float, max_norm: float,
+) -> tuple[float, float]: ...

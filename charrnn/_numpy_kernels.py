@@ -19,6 +19,7 @@ from itertools import combinations, product, starmap
 
 import numpy as np
 
+from .layout import param_views, vocab_size
 from .workspace import Workspace
 
 NAME = "numpy"
@@ -108,23 +109,9 @@ def _not_in_workspace(ws, arrays, buffers):
 
 def _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
     H, V, dtype = check_params(Wxh, Whh, Why, bh, by)
-    _array("X", X, ndim=2)
-    B, T = X.shape
-    if B < 1 or T < 1:
-        raise ValueError(f"X must have shape (B, T) with B, T >= 1, got {X.shape}")
-    if B * T > _MAX or T * B * max(H, V) > _MAX:
-        raise ValueError(f"chunk (B={B}, T={T}) too large for 32-bit BLAS indices")
-    check_ids("X", X, V)
-    check_ids("Y", Y, V, (B, T))
-    _array("h0", h0, dtype=dtype)
-    _shape("h0", h0, (B, H))
+    B, T = _check_ids_state_ws(X, Y, "h0", h0, ws, H, V, dtype)
     _array("hlast", hlast, dtype=dtype, out=True)
     _shape("hlast", hlast, (B, H))
-    if not isinstance(ws, Workspace):
-        raise TypeError(f"ws must be a charrnn.Workspace, not {type(ws).__name__}")
-    if not ws.fits(B, T, H, V, dtype):
-        raise ValueError(f"{ws!r} does not fit a chunk B={B}, T={T}, H={H}, V={V}, "
-                         f"dtype={dtype.name}")
     _no_alias([("hlast", hlast)], [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh),
                                    ("by", by), ("X", X), ("Y", Y)])
     # hlast may be h0 itself (the state carried in place), but not a partial overlap
@@ -134,6 +121,26 @@ def _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
     _not_in_workspace(ws, [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
                            ("X", X), ("Y", Y), ("h0", h0), ("hlast", hlast)], ("hs", "zs"))
     return B, T, H, V
+
+
+def _check_ids_state_ws(X, Y, hname, h0, ws, H, V, dtype):
+    """The ids, the start state and the workspace of a chunk; returns (B, T)."""
+    _array("X", X, ndim=2)
+    B, T = X.shape
+    if B < 1 or T < 1:
+        raise ValueError(f"X must have shape (B, T) with B, T >= 1, got {X.shape}")
+    if B * T > _MAX or T * B * max(H, V) > _MAX:
+        raise ValueError(f"chunk (B={B}, T={T}) too large for 32-bit BLAS indices")
+    check_ids("X", X, V)
+    check_ids("Y", Y, V, (B, T))
+    _array(hname, h0, dtype=dtype)
+    _shape(hname, h0, (B, H))
+    if not isinstance(ws, Workspace):
+        raise TypeError(f"ws must be a charrnn.Workspace, not {type(ws).__name__}")
+    if not ws.fits(B, T, H, V, dtype):
+        raise ValueError(f"{ws!r} does not fit a chunk B={B}, T={T}, H={H}, V={V}, "
+                         f"dtype={dtype.name}")
+    return B, T
 
 
 def _check_vec(name, a, dtype=None, out=False):
@@ -165,9 +172,23 @@ def _check_update(w, g, states, hypers):
     _no_alias([("w", w)] + states, [("g", g)])
     _no_alias([("w", w)], states)
     _no_alias_outputs(states)                                   # Adam's m and v
+    _check_finite(hypers)
+
+
+def _check_finite(hypers):
     for name, value in hypers:
         if not math.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value}")
+
+
+def _check_adam(beta1, beta2, step):
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"step must be an int, not {type(step).__name__}")
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    for name, b in (("beta1", beta1), ("beta2", beta2)):
+        if not 0 <= b < 1:                      # else 1 - b**step is 0 or overflows
+            raise ValueError(f"{name} must be in [0, 1), got {b}")
 
 
 def _check_clip(clip, scale):
@@ -247,7 +268,14 @@ def loss_and_grads(Wxh, Whh, Why, bh, by, X, Y, h0,
     _not_in_workspace(ws, grads, ("hs", "zs", "dhs", "dhnext"))
     _not_in_workspace(ws, [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
                            ("X", X), ("Y", Y), ("h0", h0), ("hlast", hlast)], ("dhs", "dhnext"))
+    return _loss_and_grads(Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy, dbh, dby,
+                           hlast, ws)
 
+
+def _loss_and_grads(Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy, dbh, dby, hlast, ws):
+    """loss_and_grads on arguments already checked."""
+    B, T = X.shape
+    H, V = Wxh.shape
     hs = ws.hs[:(T + 1) * B * H].reshape(T + 1, B, H)          # h_0 .. h_T
     zs = ws.zs[:T * B * V].reshape(T, B, V)
     dhs = ws.dhs[:T * B * H].reshape(T, B, H)
@@ -396,6 +424,10 @@ def sample(Wxh, Whh, Why, bh, by, h, first_ids, uniforms, temperature=1.0, top_k
 def sumsq(g):
     """Sum of squares of a 1-D array, accumulated in float64 (for the global norm)."""
     _check_vec("g", g)
+    return _sumsq(g)
+
+
+def _sumsq(g):
     # einsum casts chunk by chunk: no float64 copy of g
     return float(np.einsum("i,i->", g, g, dtype=np.float64))
 
@@ -433,6 +465,10 @@ def sgd_update(w, g, lr, clip=5.0, scale=1.0):
     """w -= lr * g'"""
     _check_update(w, g, [], [("lr", lr)])
     _check_clip(clip, scale)
+    _sgd(w, g, lr, clip, scale)
+
+
+def _sgd(w, g, lr, clip, scale):
     g = _clipped(g, clip, scale)                                # a fresh array
     g *= w.dtype.type(lr)
     w -= g
@@ -442,10 +478,15 @@ def adagrad_update(w, g, m, lr, eps=1e-8, clip=5.0, scale=1.0):
     """m += g'*g';  w -= lr * g' / sqrt(m + eps)   (the classic)"""
     _check_update(w, g, [("m", m)], [("lr", lr), ("eps", eps)])
     _check_clip(clip, scale)
+    _adagrad(w, g, m, lr, eps, clip, scale)
+
+
+def _adagrad(w, g, m, lr, eps, clip, scale):
     g = _clipped(g, clip, scale)                                # a fresh array
     t = w.dtype.type
-    m += g * g
-    s = m + t(eps)
+    s = g * g
+    m += s
+    np.add(m, t(eps), out=s)
     np.sqrt(s, out=s)
     g *= t(lr)
     g /= s                                                      # lr * g / sqrt(m + eps)
@@ -456,6 +497,10 @@ def rmsprop_update(w, g, v, lr, rho=0.99, eps=1e-8, clip=5.0, scale=1.0):
     """v = rho*v + (1-rho)*g'*g';  w -= lr * g' / (sqrt(v) + eps)"""
     _check_update(w, g, [("v", v)], [("lr", lr), ("rho", rho), ("eps", eps)])
     _check_clip(clip, scale)
+    _rmsprop(w, g, v, lr, rho, eps, clip, scale)
+
+
+def _rmsprop(w, g, v, lr, rho, eps, clip, scale):
     g = _clipped(g, clip, scale)                                # a fresh array
     t = w.dtype.type
     v *= t(rho)
@@ -477,13 +522,11 @@ def adam_update(w, g, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-8, step=1,
     _check_update(w, g, [("m", m), ("v", v)],
                   [("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps)])
     _check_clip(clip, scale)
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-        raise TypeError(f"step must be an int, not {type(step).__name__}")
-    if step < 1:
-        raise ValueError(f"step must be >= 1, got {step}")
-    for name, b in (("beta1", beta1), ("beta2", beta2)):
-        if not 0 <= b < 1:                      # else 1 - b**step is 0 or overflows
-            raise ValueError(f"{name} must be in [0, 1), got {b}")
+    _check_adam(beta1, beta2, step)
+    _adam(w, g, m, v, lr, beta1, beta2, eps, step, clip, scale)
+
+
+def _adam(w, g, m, v, lr, beta1, beta2, eps, step, clip, scale):
     g = _clipped(g, clip, scale)                                # a fresh array
     t = w.dtype.type
     m *= t(beta1)
@@ -499,3 +542,119 @@ def adam_update(w, g, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-8, step=1,
     g *= t(lr)
     g /= s                                       # lr * (m / c1) / (sqrt(v / c2) + eps)
     w -= g
+
+
+# ----------------------------------------------------------------------------- a whole step
+
+# update rule -> the names of its state arrays and of its arguments between lr and clip
+UPDATE_ARGS = {"sgd": ((), ()), "adagrad": (("m",), ("eps",)),
+               "rmsprop": (("v",), ("rho", "eps")),
+               "adam": (("m", "v"), ("beta1", "beta2", "eps", "step"))}
+
+
+def _check_step(w, g, X, Y, h, ws, H, rule, state, lr, hyper, clip, max_norm):
+    """Every check of a training step, before anything is written (the update's
+    arguments too: a bad one must not leave a half-made step behind). Returns V."""
+    if isinstance(H, bool) or not isinstance(H, (int, np.integer)):
+        raise TypeError(f"H must be an int, not {type(H).__name__}")
+    if not 1 <= H <= _MAX:
+        raise ValueError(f"H must be in [1, 2**31), got {H}")
+    if not isinstance(rule, str) or rule not in UPDATE_ARGS:
+        raise ValueError(f"rule must be one of {', '.join(UPDATE_ARGS)}, not {rule!r}")
+    state_names, hyper_names = UPDATE_ARGS[rule]
+    for what, seq, names in (("state", state, state_names), ("hyper", hyper, hyper_names)):
+        if not isinstance(seq, (tuple, list)):
+            raise TypeError(f"{what} must be a tuple, not {type(seq).__name__}")
+        if len(seq) != len(names):
+            raise ValueError(f"{rule} takes {len(names)} {what} value(s) "
+                             f"({', '.join(names) or 'none'}), got {len(seq)}")
+    _check_vec("w", w, out=True)
+    _check_vec("g", g, dtype=w.dtype, out=True)     # the gradient is written here
+    _shape("g", g, w.shape)
+    states = list(zip(state_names, state))
+    for name, a in states:
+        _check_vec(name, a, dtype=w.dtype, out=True)
+        _shape(name, a, w.shape)
+    V = vocab_size(w.size, H)
+    _check_ids_state_ws(X, Y, "h", h, ws, H, V, w.dtype)
+    _array("h", h, out=True)                        # the state is carried in place
+    # (Adam's step is checked by _check_adam below, not as a finite float)
+    _check_finite([("lr", lr)] + [(n, v) for n, v in zip(hyper_names, hyper) if n != "step"])
+    _check_clip(clip, 1.0)
+    if not (max_norm > 0):
+        raise ValueError(f"max_norm must be > 0 (inf for none), got {max_norm}")
+    if rule == "adam":
+        _check_adam(*hyper[:2], hyper[3])
+    # every array apart from every other but X from Y (both only read): the parameters
+    # are views of w, the gradients of g, and everything but X and Y is written
+    named = [("w", w), ("g", g), ("h", h), *states, ("ws.hs", ws.hs), ("ws.zs", ws.zs),
+             ("ws.dhs", ws.dhs), ("ws.dhnext", ws.dhnext), ("X", X), ("Y", Y)]
+    pairs = list(combinations(named, 2))[:-1]       # the last pair is (X, Y)
+    if any(starmap(np.may_share_memory, [(a, b) for (_, a), (_, b) in pairs])):
+        for (na, a), (nb, b) in pairs:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"{na} overlaps {nb}")
+    return V
+
+
+def _run_step(loss_and_grads, sumsq, update, w, g, X, Y, h, ws, H, V, state, lr, hyper,
+              clip, max_norm):
+    """The step on checked arguments, with the given kernels."""
+    P, G = param_views(w, H, V), param_views(g, H, V)
+    loss = loss_and_grads(*P.values(), X, Y, h, *G.values(), h, ws)
+    norm = math.sqrt(sumsq(g))
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        return loss, norm                       # no update: the caller reports divergence
+    scale = max_norm / norm if norm > max_norm else 1.0
+    update(w, g, *state, lr, *hyper, clip, scale)
+    return loss, norm
+
+
+def composed_step(K, w, g, X, Y, h, ws, H, rule, state, lr, hyper, clip, max_norm):
+    """``train_step`` as separate calls of the public kernels of module ``K``: the
+    definition of a training step.
+
+    Every argument is checked first, then ``K.loss_and_grads``, the global norm from
+    ``K.sumsq`` and ``K.<rule>_update``. The compiled ``train_step`` fuses these calls,
+    and runs this over its own kernels for any argument its fast checks refuse: the same
+    result, or the error worded here.
+    """
+    V = _check_step(w, g, X, Y, h, ws, H, rule, state, lr, hyper, clip, max_norm)
+    return _run_step(K.loss_and_grads, K.sumsq, getattr(K, rule + "_update"), w, g, X, Y,
+                     h, ws, H, V, state, lr, hyper, clip, max_norm)
+
+
+def train_step(w, g, X, Y, h, ws, H, rule, state, lr, hyper, clip, max_norm):
+    """One training step: forward and BPTT on a (B, T) chunk, the global gradient norm,
+    clipping and one optimizer update, on the flat vectors of ``charrnn.layout``.
+
+    Parameters
+    ----------
+    w, g : ndarray, (n,)        the parameters (updated in place) and the gradient (output)
+    X, Y : ndarray of int32, (B, T)   input ids and target ids
+    h : ndarray, (B, H)         the carried state: h_0 in, h_T out (in place)
+    ws : Workspace              scratch sized for at least (B, T)
+    H : int                     hidden units (V follows from n)
+    rule : {"sgd", "adagrad", "rmsprop", "adam"}
+    state : tuple of ndarray    the rule's state arrays, as ``<rule>_update`` takes them
+    lr : float
+    hyper : tuple               the rule's arguments between lr and clip in
+                                ``<rule>_update`` (Adam's ends with the step, from 1)
+    clip : float                element-wise bound (inf for none)
+    max_norm : float            global-norm bound: g is scaled by max_norm / ||g|| when
+                                ||g|| is larger (inf for none)
+
+    Returns
+    -------
+    (float, float)
+        The chunk's loss as ``loss_and_grads`` returns it, and ||g|| before clipping.
+        When either is not finite, ``w`` and ``state`` are left as they were.
+    """
+    V = _check_step(w, g, X, Y, h, ws, H, rule, state, lr, hyper, clip, max_norm)
+    # composed_step on this module, less the separate kernels' own checks: the ones
+    # above cover them
+    return _run_step(_loss_and_grads, _sumsq, _UPDATES[rule], w, g, X, Y, h, ws, H, V,
+                     state, lr, hyper, clip, max_norm)
+
+
+_UPDATES = {"sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam}

@@ -13,9 +13,9 @@ The method, in one place:
 - record the machine and the libraries next to the numbers.
 
 The timed charrnn training step is the trainer's: the next chunk into preallocated int32
-id buffers (``corpus.Batches``), ``model._loss_and_grads`` with the state carried in
-place, ``optim.clip_args`` and the NaN/Inf guard, then the optimizer's fused
-clip-and-update kernel over the flat ``theta``/``grad``.
+id buffers (``corpus.Batches``), then ``Optimizer.train_step``, one kernel call that runs
+forward and BPTT with the state carried in place, the global norm, clipping and the
+update over the flat ``theta``/``grad``, and the NaN/Inf guard on its result.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 from .backend import available_backends
 from .corpus import Batches
 from .model import CharRNN
-from .optim import clip_args, make_optimizer
+from .optim import make_optimizer
 from .vocab import id_dtype
 
 DTYPES = ("float32", "float64")
@@ -82,10 +82,9 @@ class CharrnnTrain:
     constant learning rate).
 
     One step: the next T ids of each of the B streams into preallocated int32 (B, T)
-    buffers (``corpus.Batches.next_into``, the state zeroed when the walk restarts),
-    forward + BPTT with the state carried in place (``model._loss_and_grads``), the
-    global norm and clip arguments (``optim.clip_args``), the trainer's NaN/Inf guard, and
-    the optimizer's fused clip-and-update kernel over the flat parameter vector.
+    buffers (``corpus.Batches.next_into``, the state zeroed when the walk restarts), then
+    ``Optimizer.train_step``: forward + BPTT with the state carried in place, the global
+    norm, clipping and the update in one kernel call; then the trainer's NaN/Inf guard.
 
     Parameters
     ----------
@@ -125,16 +124,14 @@ class CharrnnTrain:
 
     def step(self) -> float:
         """One training step on the next chunk; returns the chunk's loss."""
-        model, K, X, Y, h = self.model, self.K, self.X, self.Y, self.h
+        model, X, Y, h = self.model, self.X, self.Y, self.h
         with model._lock:
             if self.batches.next_into(X, Y):
                 h.fill(0)                                    # a new pass: reset the state
-            loss = model._loss_and_grads(X, Y, h, h)[0]
-            norm, clip, scale = clip_args(K, model.grad, self.clip_kind, self.clip)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                raise FloatingPointError(f"{self.name}: training diverged (loss {loss}, "
-                                         f"gradient norm {norm})")
-            self.opt.step(K, model.theta, model.grad, clip, scale)
+            loss, norm = self.opt.train_step(model, X, Y, h, self.clip_kind, self.clip)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            raise FloatingPointError(f"{self.name}: training diverged (loss {loss}, "
+                                     f"gradient norm {norm})")
         return loss
 
     def run(self, n: int) -> None:

@@ -51,7 +51,8 @@ import numpy as np
 from ._version import __version__
 from .config import TrainConfig
 from .errors import CheckpointError
-from .model import CharRNN, param_shapes
+from .layout import param_shapes
+from .model import CharRNN
 from .optim import OPTIMIZERS, Optimizer, make_optimizer
 from .vocab import Vocab
 

@@ -13,25 +13,13 @@ from types import MappingProxyType
 import numpy as np
 
 from .backend import get_kernels
+from .layout import PARAM_NAMES, num_params, param_shapes, param_views
 from .vocab import Vocab
-from .workspace import Workspace
+from .workspace import Workspace, aligned_zeros
 
-PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+__all__ = ["CharRNN", "PARAM_NAMES", "param_shapes"]
+
 _MAX = 2**31 - 1
-
-
-def param_shapes(H: int, V: int) -> dict[str, tuple[int, ...]]:
-    """The classic shapes: Wxh (H, V), Whh (H, H), Why (V, H), bh (H,), by (V,)."""
-    return {"Wxh": (H, V), "Whh": (H, H), "Why": (V, H), "bh": (H,), "by": (V,)}
-
-
-def _views(flat: np.ndarray, H: int, V: int) -> dict[str, np.ndarray]:
-    out, i = {}, 0
-    for name, shape in param_shapes(H, V).items():
-        n = int(np.prod(shape))
-        out[name] = flat[i:i + n].reshape(shape)
-        i += n
-    return out
 
 
 class CharRNN:
@@ -76,11 +64,12 @@ class CharRNN:
         self.vocab_size = V = len(vocab)
         self.seed = seed
         self._K = get_kernels(backend)
-        n = sum(int(np.prod(s)) for s in param_shapes(H, V).values())
-        self.theta = np.zeros(n, self.dtype)
-        self.grad = np.zeros(n, self.dtype)
-        self._params = _views(self.theta, H, V)
-        self._grads = _views(self.grad, H, V)
+        n = num_params(H, V)
+        # Whh on a 64-byte boundary: the sequential GEMVs read it twice per character
+        self.theta = aligned_zeros(n, self.dtype, at=H * V)
+        self.grad = aligned_zeros(n, self.dtype, at=H * V)
+        self._params = param_views(self.theta, H, V)
+        self._grads = param_views(self.grad, H, V)
         rng = np.random.default_rng(seed)
         for name in ("Wxh", "Whh", "Why"):                      # randn * 0.01, biases zero
             self._params[name][...] = rng.standard_normal(self._params[name].shape) * 0.01
@@ -228,8 +217,16 @@ class CharRNN:
                                    self.workspace(*X.shape))
         return L, hlast
 
+    def _train_step(self, X: np.ndarray, Y: np.ndarray, h: np.ndarray, rule: str,
+                    state: tuple, lr: float, hyper: tuple, clip: float, max_norm: float):
+        """The kernels' ``train_step`` on this model's flat ``theta`` and ``grad``: int32
+        (B, T) ids, the state ``h`` carried in place. Call under the lock; see
+        :meth:`charrnn.optim.Optimizer.train_step`."""
+        return self._K.train_step(self.theta, self.grad, X, Y, h, self.workspace(*X.shape),
+                                  self.hidden_size, rule, state, lr, hyper, clip, max_norm)
+
     # ------------------------------------------------------------------ training, sampling, files
-    # Thin wrappers: the work lives in charrnn.train, charrnn.sampling, charrnn.checkpoint.
+    # Thin wrappers: the work lives in charrnn.trainer, charrnn.sampling, charrnn.checkpoint.
 
     def fit(self, data=None, **kwargs):
         """Train this model on a text; see :func:`charrnn.train` for every control.

@@ -1,7 +1,9 @@
 """Optimizers over the flat parameter vector: Adagrad (the classic), SGD, RMSprop, Adam.
 
 Each holds its state as flat arrays shaped like the parameters and calls the backend's
-fused update kernel, which clips and updates in one pass. Clipping is decided here:
+fused update kernel, which clips and updates in one pass, or its ``train_step`` kernel,
+which runs the whole training step (forward, BPTT, norm, clip, update) in one call.
+Clipping is decided here:
 
 - ``clip_kind="value"``: each gradient entry is clipped to [-clip, clip] (the classic, 5);
 - ``clip_kind="norm"``: the whole gradient is scaled by min(1, clip / ||g||);
@@ -36,14 +38,47 @@ class Optimizer:
         """The hyper-parameters other than lr, for checkpoints and display."""
         return {}
 
+    def hyper_args(self, step: int) -> tuple:
+        """The arguments of the ``<name>_update`` kernel between lr and clip, for the
+        update number ``step`` (from 1)."""
+        return ()
+
+    def states(self) -> tuple[np.ndarray, ...]:
+        """The state arrays in the order the update kernel takes them."""
+        # from a list, not a generator: a tuple built from a generator is resized, and
+        # the blocks left over pile up in CPython's tuple free lists, which tracemalloc
+        # (and so the allocation check of a training step) counts as growth
+        return tuple([self.state[s] for s in self.slots])
+
     def step(self, K: ModuleType, theta: np.ndarray, grad: np.ndarray,
              clip: float = math.inf, scale: float = 1.0, lr: float | None = None) -> None:
         """Apply one update to ``theta`` in place with the kernels of module ``K``."""
         self.t += 1
-        self._update(K, theta, grad, self.lr if lr is None else lr, clip, scale)
+        update = getattr(K, self.name + "_update")
+        update(theta, grad, *self.states(), self.lr if lr is None else lr,
+               *self.hyper_args(self.t), clip, scale)
 
-    def _update(self, K, theta, grad, lr, clip, scale):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def train_step(self, model, X: np.ndarray, Y: np.ndarray, h: np.ndarray,
+                   clip_kind: str | None, clip: float,
+                   lr: float | None = None) -> tuple[float, float]:
+        """One whole training step of ``model`` in one kernel call (``train_step``):
+        forward and BPTT on the int32 (B, T) ids ``X``, ``Y`` from the state ``h``
+        (carried in place), the global gradient norm, clipping and this update.
+
+        Returns
+        -------
+        (float, float)
+            The chunk's loss (summed over T, averaged over B) and the gradient norm
+            before clipping. When either is not finite nothing is updated, and the
+            caller decides what divergence means.
+        """
+        elementwise, max_norm = clip_bounds(clip_kind, clip)
+        L, norm = model._train_step(X, Y, h, self.name, self.states(),
+                                    self.lr if lr is None else lr,
+                                    self.hyper_args(self.t + 1), elementwise, max_norm)
+        if math.isfinite(L) and math.isfinite(norm):
+            self.t += 1
+        return L, norm
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v}" for k, v in self.hyper().items())
@@ -52,9 +87,6 @@ class Optimizer:
 
 class SGD(Optimizer):
     name = "sgd"
-
-    def _update(self, K, theta, grad, lr, clip, scale):
-        K.sgd_update(theta, grad, lr, clip, scale)
 
 
 class Adagrad(Optimizer):
@@ -68,8 +100,8 @@ class Adagrad(Optimizer):
     def hyper(self):
         return {"eps": self.eps}
 
-    def _update(self, K, theta, grad, lr, clip, scale):
-        K.adagrad_update(theta, grad, self.state["m"], lr, self.eps, clip, scale)
+    def hyper_args(self, step):
+        return (self.eps,)
 
 
 class RMSprop(Optimizer):
@@ -83,8 +115,8 @@ class RMSprop(Optimizer):
     def hyper(self):
         return {"rho": self.rho, "eps": self.eps}
 
-    def _update(self, K, theta, grad, lr, clip, scale):
-        K.rmsprop_update(theta, grad, self.state["v"], lr, self.rho, self.eps, clip, scale)
+    def hyper_args(self, step):
+        return (self.rho, self.eps)
 
 
 class Adam(Optimizer):
@@ -99,9 +131,8 @@ class Adam(Optimizer):
     def hyper(self):
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
-    def _update(self, K, theta, grad, lr, clip, scale):
-        K.adam_update(theta, grad, self.state["m"], self.state["v"], lr, self.beta1,
-                      self.beta2, self.eps, self.t, clip, scale)
+    def hyper_args(self, step):
+        return (self.beta1, self.beta2, self.eps, step)
 
 
 OPTIMIZERS = {cls.name: cls for cls in (Adagrad, SGD, RMSprop, Adam)}
@@ -125,10 +156,15 @@ def clip_args(K: ModuleType, grad: np.ndarray, clip_kind: str | None,
     The norm is computed whatever the clip kind, so a non-finite gradient is always seen.
     """
     norm = math.sqrt(K.sumsq(grad))
+    elementwise, max_norm = clip_bounds(clip_kind, clip)
+    return norm, elementwise, (max_norm / norm if norm > max_norm else 1.0)
+
+def clip_bounds(clip_kind: str | None, clip: float) -> tuple[float, float]:
+    """The (element-wise bound, global-norm bound) pair of ``train_step``; inf for none."""
     if clip_kind == "value":
-        return norm, clip, 1.0
+        return clip, math.inf
     if clip_kind == "norm":
-        return norm, math.inf, (clip / norm if norm > clip else 1.0)
+        return math.inf, clip
     if clip_kind is None:
-        return norm, math.inf, 1.0
+        return math.inf, math.inf
     raise ValueError(f"clip kind must be 'value', 'norm' or None, not {clip_kind!r}")

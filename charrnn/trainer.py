@@ -6,10 +6,12 @@ state, and hands them to a :class:`Trainer`. One step is
 
     X, Y <- the next T ids of each of the B streams       (preallocated int32 buffers)
     L, grad, h <- loss_and_grads(X, Y, h)                 (state carried in place)
-    norm <- ||grad||;  stop if L or norm is not finite    (the NaN/Inf guard)
+    norm <- ||grad||                                      (the NaN/Inf guard's input)
     theta <- optimizer update with clipping               (one fused pass)
+    stop if L or norm is not finite                       (then nothing was updated)
 
-and allocates nothing but a few Python floats. Every ``eval_every`` steps the model is
+(the lines after the first in one kernel call, ``train_step``) and allocates nothing
+but a few Python floats. Every ``eval_every`` steps the model is
 scored on the validation text and the checkpoint written; the best one is kept beside
 it. Ctrl-C finishes the step, writes the checkpoint and raises ``TrainingInterrupted``.
 """
@@ -35,7 +37,7 @@ from . import sampling
 from .config import TIME_BUDGET, TrainConfig, config_fields
 from .errors import CorpusError, TrainingDiverged, TrainingInterrupted
 from .model import CharRNN
-from .optim import clip_args, make_optimizer
+from .optim import make_optimizer
 
 LN2 = math.log(2.0)
 RELEASE_EVERY = 256          # steps between dropping mapped corpus pages from the RSS
@@ -259,7 +261,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         cfg, st, model = self.cfg, self.state, self.model
-        K, theta, grad, opt, h = model.kernels, model.theta, model.grad, st.optimizer, st.h
+        theta, opt, h = model.theta, st.optimizer, st.h
         X, Y, batches = self.X, self.Y, self.batches
         B, T = cfg.batch_size, cfg.seq_length
         steps, budget = cfg.steps, cfg.time_budget
@@ -268,7 +270,7 @@ class Trainer:
         clip_kind, clip = cfg.clip_kind, cfg.clip
         log_every, eval_every, sample_every = cfg.log_every, cfg.eval_every, cfg.sample_every
         mapped = self.corpus.cache_path is not None
-        lock, loss_and_grads = model._lock, model._loss_and_grads
+        lock, train_step = model._lock, opt.train_step
 
         self._header(steps, budget)
         if self.metrics_path is not None:
@@ -303,11 +305,11 @@ class Trainer:
                     if batches.next_into(X, Y):
                         h.fill(0)                # a new pass over the text: reset the state
                     lr = cfg.lr_at(st.step, batches.epoch)
-                    L = loss_and_grads(X, Y, h, h)[0]
-                    norm, c, s = clip_args(K, grad, clip_kind, clip)
+                    # forward, BPTT, norm, clip and update in one kernel call; nothing
+                    # is updated when the loss or the norm is not finite
+                    L, norm = train_step(model, X, Y, h, clip_kind, clip, lr)
                     if not (math.isfinite(L) and math.isfinite(norm)):
                         raise TrainingDiverged(st.step + 1, L / T, norm, self._last_good)
-                    opt.step(K, theta, grad, c, s, lr)
                 st.step += 1
                 done += 1
                 st.chars_seen += B * T

@@ -28,7 +28,7 @@ import charrnn
 from charrnn import CharRNN, Vocab, Workspace
 
 KERNELS = ("loss_and_grads", "loss", "sample", "sumsq", "clip_", "scale_", "sgd_update",
-           "adagrad_update", "rmsprop_update", "adam_update")
+           "adagrad_update", "rmsprop_update", "adam_update", "train_step")
 N_TESTS = len(KERNELS) + 5                  # the kernels, two model methods, encode, decode,
 #                                             and the checkpoint loader
 TOTAL = int(os.environ.get("CHARRNN_FUZZ_EXAMPLES", "0") or 0) or 20 * N_TESTS
@@ -52,7 +52,8 @@ def backends() -> list[str]:
 OUTPUTS = {"loss_and_grads": ("dWxh", "dWhh", "dWhy", "dbh", "dby", "hlast"),
            "loss": ("hlast",), "sample": ("h",), "sumsq": (), "clip_": ("g",),
            "scale_": ("g",), "sgd_update": ("w",), "adagrad_update": ("w", "m"),
-           "rmsprop_update": ("w", "v"), "adam_update": ("w", "m", "v")}
+           "rmsprop_update": ("w", "v"), "adam_update": ("w", "m", "v"),
+           "train_step": ("w", "g", "h", "m")}
 IDS = ("X", "Y", "first_ids")
 SCALARS = {"sample": {"temperature": 1.0, "top_k": None},
            "clip_": {"clip": 1.0}, "scale_": {"scale": 0.5},
@@ -60,7 +61,10 @@ SCALARS = {"sample": {"temperature": 1.0, "top_k": None},
            "adagrad_update": {"lr": 0.1, "eps": 1e-8, "clip": 5.0, "scale": 1.0},
            "rmsprop_update": {"lr": 0.01, "rho": 0.99, "eps": 1e-8, "clip": 5.0, "scale": 1.0},
            "adam_update": {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "step": 1,
-                           "clip": 5.0, "scale": 1.0}}
+                           "clip": 5.0, "scale": 1.0},
+           # H is replaced by the drawn size; the Adagrad state and eps go in as (m,), (eps,)
+           "train_step": {"H": 1, "rule": "adagrad", "lr": 0.1, "eps": 1e-8, "clip": 5.0,
+                          "max_norm": 1.0}}
 ORDER = {"loss_and_grads": ("Wxh", "Whh", "Why", "bh", "by", "X", "Y", "h0", "dWxh", "dWhh",
                             "dWhy", "dbh", "dby", "hlast", "ws"),
          "loss": ("Wxh", "Whh", "Why", "bh", "by", "X", "Y", "h0", "hlast", "ws"),
@@ -71,7 +75,9 @@ ORDER = {"loss_and_grads": ("Wxh", "Whh", "Why", "bh", "by", "X", "Y", "h0", "dW
          "adagrad_update": ("w", "g", "m", "lr", "eps", "clip", "scale"),
          "rmsprop_update": ("w", "g", "v", "lr", "rho", "eps", "clip", "scale"),
          "adam_update": ("w", "g", "m", "v", "lr", "beta1", "beta2", "eps", "step", "clip",
-                         "scale")}
+                         "scale"),
+         "train_step": ("w", "g", "X", "Y", "h", "ws", "H", "rule", "m", "lr", "eps", "clip",
+                        "max_norm")}
 
 DTYPES = ["bool", "int8", "uint8", "int16", "int32", "int64", "uint64", "float16", "float32",
           "float64", "longdouble", "complex64", ">f8", ">f4", ">i4", "object", "U2",
@@ -157,9 +163,16 @@ def base_args(kernel: str, sizes: dict, dtype: str, seed: int) -> dict:
         args["ws"] = Workspace(max(B, 1), max(T, 1), max(H, 1), max(V, 1), dtype)
     elif kernel == "sample":
         args = {**P, "h": np.tanh(f(B, H)), "first_ids": ids(B), "uniforms": rng.random((n, B))}
+    elif kernel == "train_step":
+        N = H * V + H * H + V * H + H + V
+        args = {"w": f(N), "g": np.zeros(N, dtype), "X": ids(B, T), "Y": ids(B, T),
+                "h": np.tanh(f(B, H)), "m": np.abs(f(N)),
+                "ws": Workspace(max(B, 1), max(T, 1), max(H, 1), max(V, 1), dtype)}
     else:
         args = {"w": f(L), "g": f(L) * 10, "m": np.abs(f(L)), "v": np.abs(f(L))}
     args.update(SCALARS.get(kernel, {}))
+    if kernel == "train_step":
+        args["H"] = H
     return {k: args[k] for k in ORDER[kernel]}
 
 
@@ -258,7 +271,8 @@ def compared(recipe: dict) -> bool:
 
 def faults(recipe: dict) -> int:
     """How many things the recipe may have broken: its mutations, and a zero size."""
-    used = {"loss_and_grads": "BTHV", "loss": "BTHV", "sample": "BHV"}.get(recipe["kernel"], "")
+    used = {"loss_and_grads": "BTHV", "loss": "BTHV", "sample": "BHV",
+            "train_step": "BTHV"}.get(recipe["kernel"], "")
     return len(recipe["muts"]) + any(recipe["sizes"][k] == 0 for k in used)
 
 
@@ -278,6 +292,9 @@ def check_result(kernel: str, args: dict, r) -> None:
         assert np.all((r >= 0) & (r < V)), r
     elif kernel == "sumsq":
         assert type(r) is float and (math.isnan(r) or r >= 0)
+    elif kernel == "train_step":
+        assert type(r) is tuple and len(r) == 2 and all(type(x) is float for x in r)
+        assert math.isnan(r[1]) or r[1] >= 0
     else:
         assert r is None
 
@@ -286,8 +303,11 @@ def outcome(K, kernel: str, recipe: dict) -> str:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")          # casts of NaN, inf and huge values
         args = build(recipe)
+        call = list(args.values())
+        if kernel == "train_step":                  # the state and eps go in as tuples
+            call[8], call[10] = (call[8],), (call[10],)
         try:
-            r = getattr(K, kernel)(*args.values())
+            r = getattr(K, kernel)(*call)
         except CLEAR as e:
             return type(e).__name__
     check_result(kernel, args, r)

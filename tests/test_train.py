@@ -139,23 +139,25 @@ def test_a_file_and_its_text_train_alike(tmp_path):
 def test_nan_guard_applies_no_update_and_keeps_the_checkpoint(tmp_path, what):
     path = tmp_path / "g.ckpt.npz"
     model = charrnn.CharRNN(charrnn.Vocab.from_text(TEXT), hidden_size=16)
-    real = model._loss_and_grads
+    real = model._train_step
     calls = []
     seen = {}
 
-    def poisoned(X, Y, h0, hlast=None):
+    def poisoned(X, Y, h, *args):
+        """At the 7th step, real non-finite values for the kernel to meet: a NaN bias
+        (loss and gradient NaN), or an infinite carried state (tanh saturates, so the
+        loss stays finite, but dWhh = dA.T @ H_prev is not)."""
         calls.append(1)
         if len(calls) == 7:
+            if what == "loss":
+                model.params["by"][0] = math.nan
+            else:
+                h[0, 0] = math.inf
             seen["theta"] = model.theta.copy()
             seen["file"] = path.read_bytes()
-            L, h = real(X, Y, h0, hlast)
-            if what == "loss":
-                return math.nan, h
-            model.grad[5] = math.inf
-            return L, h
-        return real(X, Y, h0, hlast)
+        return real(X, Y, h, *args)
 
-    model._loss_and_grads = poisoned
+    model._train_step = poisoned
     with pytest.raises(TrainingDiverged) as e:
         model.fit(TEXT, steps=20, checkpoint=path, **TINY)
     err = e.value

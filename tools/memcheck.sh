@@ -63,7 +63,7 @@ fi
 # The kernel and property tests (ASan); files that do not exist are left out.
 KERNEL_TESTS=(test_parity.py test_gradcheck.py test_softmax.py test_properties.py
               test_sampling_kernel.py test_optim.py test_classic.py test_model.py
-              test_bad_input.py test_fuzz.py test_threads.py)
+              test_bad_input.py test_fuzz.py test_threads.py test_train_step.py)
 # A handful of kernel tests for valgrind: every kernel on valid, read-only, unaligned and
 # in-place arguments, both dtypes, the compiled backend only. The same selection on the
 # NumPy backend is the second baseline of the suppressions (see run_valgrind).
