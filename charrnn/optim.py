@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:                       # the model imports the kernels; this only names it
+    from .model import CharRNN
 
 DEFAULT_LR = {"adagrad": 0.1, "sgd": 0.1, "rmsprop": 2e-3, "adam": 2e-3}
 CLIP_KINDS = ("value", "norm", None)
@@ -58,12 +62,27 @@ class Optimizer:
         update(theta, grad, *self.states(), self.lr if lr is None else lr,
                *self.hyper_args(self.t), clip, scale)
 
-    def train_step(self, model, X: np.ndarray, Y: np.ndarray, h: np.ndarray,
+    def train_step(self, model: CharRNN, X: np.ndarray, Y: np.ndarray, h: np.ndarray,
                    clip_kind: str | None, clip: float,
                    lr: float | None = None) -> tuple[float, float]:
         """One whole training step of ``model`` in one kernel call (``train_step``):
         forward and BPTT on the int32 (B, T) ids ``X``, ``Y`` from the state ``h``
         (carried in place), the global gradient norm, clipping and this update.
+
+        Parameters
+        ----------
+        model : CharRNN
+            Its ``theta`` is updated in place and ``grad`` overwritten; call under
+            ``model._lock`` when other threads share the model.
+        X, Y : ndarray of int32, (B, T)
+            Input ids and target ids.
+        h : ndarray, (B, H), the model's dtype
+            The carried state: h_0 in, h_T out.
+        clip_kind : {"value", "norm", None}
+        clip : float
+            The element-wise bound ("value") or the norm bound ("norm").
+        lr : float, optional
+            This step's learning rate (a schedule's); ``self.lr`` if None.
 
         Returns
         -------
