@@ -406,6 +406,9 @@ def sample(Wxh, Whh, Why, bh, by, h, first_ids, uniforms, temperature=1.0, top_k
     """
     B, n, H, V, k = check_sample_args(Wxh, Whh, Why, bh, by, h, first_ids, uniforms,
                                       temperature, top_k)
+    # the arrays' data, as the compiled kernel reads it: an ndarray subclass such as a
+    # masked array would otherwise carry its own arithmetic (masking NaN logits, say)
+    Wxh, Whh, Why, bh, by, h = map(np.asarray, (Wxh, Whh, Why, bh, by, h))
     out = np.empty((n, B), np.int32)
     x = first_ids.copy()
     for i in range(n):

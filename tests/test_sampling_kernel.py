@@ -292,6 +292,20 @@ def test_zero_steps_leave_the_state(backend, dtype):
     np.testing.assert_array_equal(h, h0)
 
 
+def test_nan_logits_through_a_masked_array_draw_valid_ids(backend):
+    """The fuzz found it: NaN logits (a NaN in Wxh) with Why a numpy.ma.MaskedArray.
+    The twin's masked arithmetic masked every NaN, and its draw then indexed an empty
+    array (IndexError). Both kernels read the arrays' data: a valid id comes out."""
+    K = charrnn.get_kernels(backend)
+    P = _params(np.float64)
+    P["Wxh"][0, 0] = np.nan
+    P["Why"] = np.ma.masked_array(P["Why"], mask=np.zeros(P["Why"].shape, bool))
+    h, _ = _first_state(1, np.float64)
+    with np.errstate(invalid="ignore"):
+        out = _sample(K, P, h, np.zeros(1, np.int32), np.full((3, 1), 0.5))
+    assert out.dtype == np.int32 and np.all((out >= 0) & (out < V))
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def _bad(case, P, h, first, U):
