@@ -109,7 +109,7 @@ def _not_in_workspace(ws, arrays, buffers):
 
 def _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
     H, V, dtype = check_params(Wxh, Whh, Why, bh, by)
-    B, T = _check_ids_state_ws(X, Y, "h0", h0, ws, H, V, dtype)
+    B, T = _check_ids_state_ws(X, Y, "h0", h0, False, ws, H, V, dtype)
     _array("hlast", hlast, dtype=dtype, out=True)
     _shape("hlast", hlast, (B, H))
     _no_alias([("hlast", hlast)], [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh),
@@ -123,8 +123,9 @@ def _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
     return B, T, H, V
 
 
-def _check_ids_state_ws(X, Y, hname, h0, ws, H, V, dtype):
-    """The ids, the start state and the workspace of a chunk; returns (B, T)."""
+def _check_ids_state_ws(X, Y, hname, h0, h_out, ws, H, V, dtype):
+    """The ids, the start state (written in place if ``h_out``) and the workspace of a
+    chunk; returns (B, T)."""
     _array("X", X, ndim=2)
     B, T = X.shape
     if B < 1 or T < 1:
@@ -133,7 +134,7 @@ def _check_ids_state_ws(X, Y, hname, h0, ws, H, V, dtype):
         raise ValueError(f"chunk (B={B}, T={T}) too large for 32-bit BLAS indices")
     check_ids("X", X, V)
     check_ids("Y", Y, V, (B, T))
-    _array(hname, h0, dtype=dtype)
+    _array(hname, h0, dtype=dtype, out=h_out)
     _shape(hname, h0, (B, H))
     if not isinstance(ws, Workspace):
         raise TypeError(f"ws must be a charrnn.Workspace, not {type(ws).__name__}")
@@ -579,8 +580,7 @@ def _check_step(w, g, X, Y, h, ws, H, rule, state, lr, hyper, clip, max_norm):
         _check_vec(name, a, dtype=w.dtype, out=True)
         _shape(name, a, w.shape)
     V = vocab_size(w.size, H)
-    _check_ids_state_ws(X, Y, "h", h, ws, H, V, w.dtype)
-    _array("h", h, out=True)                        # the state is carried in place
+    _check_ids_state_ws(X, Y, "h", h, True, ws, H, V, w.dtype)   # h carried in place
     # (Adam's step is checked by _check_adam below, not as a finite float)
     _check_finite([("lr", lr)] + [(n, v) for n, v in zip(hyper_names, hyper) if n != "step"])
     _check_clip(clip, 1.0)

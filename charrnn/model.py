@@ -13,11 +13,9 @@ from types import MappingProxyType
 import numpy as np
 
 from .backend import get_kernels
-from .layout import PARAM_NAMES, num_params, param_shapes, param_views
+from .layout import num_params, param_views
 from .vocab import Vocab
 from .workspace import Workspace, aligned_zeros
-
-__all__ = ["CharRNN", "PARAM_NAMES", "param_shapes"]
 
 _MAX = 2**31 - 1
 

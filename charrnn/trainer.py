@@ -556,7 +556,7 @@ def train(data=None, *, model: CharRNN | None = None, config: TrainConfig | None
     **controls
         Any :class:`~charrnn.config.TrainConfig` field: ``steps``, ``time_budget``,
         ``batch_size``, ``seq_length``, ``optimizer``, ``lr``, ``clip_kind``, ``clip``,
-        ``lr_decay``, ``lr_decay_every``, ``eval_every``, ``patience``, ``log_every``,
+        ``lr_decay``, ``lr_decay_every``, ``lr_decay_after``, ``eval_every``, ``patience``, ``log_every``,
         ``sample_every``, ``hidden_size``, ``dtype``, ``seed``, ...
 
     Returns

@@ -16,7 +16,7 @@ def aligned_zeros(n: int, dtype, at: int = 0) -> np.ndarray:
     boundary.
 
     OpenBLAS's GEMV runs about 20% faster on a 100x100 float64 matrix that starts on a
-    32-byte boundary than on one that does not (benchmarks/NOTES.md, attempt 7), and
+    32-byte boundary than on one that does not (``benchmarks/gemv_alignment.py``), and
     NumPy only promises 16. The buffer is a slice of a slightly larger allocation, which
     it keeps alive as its base.
     """

@@ -923,12 +923,14 @@ def adam_update(w not None, g not None, m not None, v not None, double lr,
 
 # ----------------------------------------------------------------------------- a whole step
 #
-# train_step fuses loss_and_grads, the global norm and one update into one nogil call. At
-# (B, H, T) = (1, 100, 25) the separate calls spend about 5 us of a 75 us step on argument
-# handling (a typed memoryview costs ~0.1 us to acquire, and loss_and_grads takes 15) and
-# Python glue. Here each array is taken through the buffer protocol (~35 ns) and checked
-# in C. Whatever these checks refuse runs charrnn._numpy_kernels.composed_step over this
-# module's own kernels: the same arithmetic, and the error worded there.
+# train_step fuses loss_and_grads, the global norm and one update into one nogil call.
+# At B = H = T = 1, where the arithmetic is next to nothing, the separate calls take
+# 3.6 us a step and this one 1.1 us (benchmarks/profile_step.py --config 1,1,1
+# --vocab-size 2 --dtype float64): most of the difference is acquiring typed
+# memoryviews, of which loss_and_grads takes 15. Here each array is taken through
+# the buffer protocol and checked in C. Whatever these checks refuse runs
+# charrnn._numpy_kernels.composed_step over this module's own kernels: the same
+# arithmetic, and the error worded there.
 
 cdef enum:
     _NBUF = 11                          # w, g, X, Y, h, hs, zs, dhs, dhnext, 2 states
