@@ -107,7 +107,7 @@ def test_loss_and_grads_parity(compiled, chunk):
 def test_loss_and_grads_parity_under_cancellation(compiled):
     """The example that showed the float32 tolerance must follow the terms: H = 1, dbh a
     sum of eight terms that nearly cancel. Held to the term scale, both backends pass;
-    the NumPy twin's float32 dbh is 1.4e-4 off relative to dbh itself."""
+    the NumPy twin's float32 dbh can be more than 1e-4 off relative to dbh itself."""
     P = {"Wxh": [[0.35669497, -0.04156275, 0.3107883, -0.29983139, -1.26864362]],
          "Whh": [[-0.0]], "Why": [[0.09895504], [-0.47903842], [-0.43910393],
                                   [-0.75530601], [-0.62565368]],
@@ -118,8 +118,9 @@ def test_loss_and_grads_parity_under_cancellation(compiled):
     Y = np.array([[2, 3, 3, 0], [4, 0, 4, 0]], np.int32)
     h0 = np.array([[-0.70102918], [-0.41082975]]).astype(np.float32).astype(np.float64)
     ref = run_loss_and_grads(NP, P, X, Y, h0)
-    got = run_loss_and_grads(NP, cast_params(P, np.float32), X, Y, h0.astype(np.float32))
-    assert abs(got[1]["dbh"][0] / ref[1]["dbh"][0] - 1) > 1e-4       # the old check fails
+    # The old check (dbh to 1e-4 of itself) failed on the machine where this example was
+    # drawn: the NumPy twin's float32 dbh came out 1.4e-4 off. How far off depends on how
+    # NumPy sums on the CPU at hand, so that is a comment, not an assertion.
     scale = term_scale(P, X, Y, h0)
     assert scale["dbh"][0] > 100 * abs(ref[1]["dbh"][0])            # heavy cancellation
     for K in (compiled, NP):
