@@ -51,7 +51,6 @@ import numpy as np
 from ._version import __version__
 from .config import TrainConfig
 from .errors import CheckpointError
-from .layout import param_shapes
 from .model import CharRNN
 from .optim import OPTIMIZERS, Optimizer, make_optimizer
 from .vocab import Vocab
@@ -454,8 +453,8 @@ def read(path, backend: str = "auto") -> tuple[CharRNN, TrainState | None, dict]
     except (TypeError, ValueError, MemoryError) as e:
         raise r.fail(f"cannot build its model: {e}") from None
     dtype = model.dtype
-    for name, shape in param_shapes(H, len(vocab)).items():
-        model.params[name][...] = r.array(arrays, name, dtype, shape)
+    for p in model.layout.params:
+        model.params[p.name][...] = r.array(arrays, p.name, dtype, p.shape)
 
     st = meta.get("state")
     if st is None:

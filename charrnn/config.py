@@ -14,7 +14,6 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .optim import CLIP_KINDS, DEFAULT_LR, OPTIMIZERS
 
 # ----------------------------------------------------------------------------- defaults
 
@@ -38,6 +37,14 @@ SAMPLE_EVERY = 1000         # steps between printed samples
 SAMPLE_LENGTH = 200         # characters per printed sample
 VAL_FRACTION = 0.1          # the last 10% of the text (as nanoGPT's shakespeare_char)
 CHECKPOINT = "charrnn.ckpt.npz"
+DEFAULT_LR = {"adagrad": 0.1, "sgd": 0.1, "rmsprop": 2e-3, "adam": 2e-3}   # by optimizer
+CLIP_KINDS = ("value", "norm", None)
+TEMPERATURE = 1.0           # sampling: 0 is argmax
+# the update rules' hyper-parameters (charrnn.kernels.rules names them)
+EPS = 1e-8                  # Adagrad, RMSprop, Adam
+RHO = 0.99                  # RMSprop
+BETA1 = 0.9                 # Adam
+BETA2 = 0.999
 STDLIB_CHARS = 2_000_000   # size of the built-in corpus (Python standard library source)
 
 # Evaluation cuts the validation text into up to EVAL_MAX_STREAMS streams of at least
@@ -47,7 +54,9 @@ EVAL_MAX_STREAMS = 16
 EVAL_MIN_STREAM = 2048
 EVAL_CHUNK = 128
 
-CLASSIC = {"hidden_size": 100, "seq_length": 25, "batch_size": 1, "optimizer": "adagrad",
+# min-char-rnn's model: a CharRNN built without sizes (NumPy's float64, as the original)
+CLASSIC_MODEL = {"hidden_size": 100, "dtype": "float64"}
+CLASSIC = {"hidden_size": CLASSIC_MODEL["hidden_size"], "seq_length": 25, "batch_size": 1, "optimizer": "adagrad",
            "lr": 0.1, "clip_kind": "value", "clip": 5.0, "lr_decay": 1.0}
 
 
@@ -237,8 +246,8 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
+        if self.optimizer not in DEFAULT_LR:
+            raise ValueError(f"optimizer must be one of {', '.join(DEFAULT_LR)}, "
                              f"not {self.optimizer!r}")
         if self.clip_kind not in CLIP_KINDS:
             raise ValueError(f"clip_kind must be 'value', 'norm' or None, "

@@ -1,8 +1,9 @@
 """CharRNN: the vanilla tanh RNN of min-char-rnn, with its parameters in one flat buffer.
 
-The five parameters (``Wxh, Whh, Why, bh, by``, the classic names and shapes) are views
-into one contiguous vector ``theta``, and their gradients views into ``grad``, so clipping
-and the optimizer update are single fused passes over all parameters.
+The parameters (``Wxh, Whh, Why, bh, by``, the classic names and shapes) are views into
+one contiguous vector ``theta``, and their gradients views into ``grad``, laid out by the
+model's :class:`~charrnn.layout.Layout`, so clipping and the optimizer update are single
+fused passes over all parameters.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .backend import get_kernels
-from .layout import num_params, param_views
+from . import config
+from .kernels.backend import get_kernels
+from .layout import Layout
 from .vocab import Vocab
-from .workspace import Workspace, aligned_zeros
+from .workspace import Workspace
 
 _MAX = 2**31 - 1
 
@@ -28,7 +30,7 @@ class CharRNN:
     vocab : Vocab or str
         The vocabulary (a ``str`` is taken as its characters).
     hidden_size : int
-        H, the number of hidden units (100 in the classic).
+        H, the number of hidden units.
     dtype : {"float64", "float32"}
     seed : int
         Seed of the ``numpy.random.Generator`` behind the initial weights.
@@ -37,40 +39,34 @@ class CharRNN:
 
     Notes
     -----
+    The defaults are min-char-rnn's model (``config.CLASSIC_MODEL``: H=100, float64), not
+    the training defaults of ``charrnn.train`` and the command line (``config.HIDDEN_SIZE``,
+    ``config.DTYPE``), which a model built by them takes.
+
     A model may be shared between threads: its kernel calls take a lock, so two threads
     using one model run one after the other. Separate models run in parallel.
     """
 
-    def __init__(self, vocab: Vocab | str, hidden_size: int = 100, dtype="float64",
-                 seed: int = 0, backend: str = "auto") -> None:
+    def __init__(self, vocab: Vocab | str,
+                 hidden_size: int = config.CLASSIC_MODEL["hidden_size"],
+                 dtype=config.CLASSIC_MODEL["dtype"], seed: int = 0,
+                 backend: str = "auto") -> None:
         if isinstance(vocab, str):
             vocab = Vocab(vocab)
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be a Vocab or a str, not {type(vocab).__name__}")
-        if isinstance(hidden_size, bool) or not isinstance(hidden_size, (int, np.integer)):
-            raise TypeError(f"hidden_size must be an int, not {type(hidden_size).__name__}")
-        if not 1 <= hidden_size < 2**31:
-            raise ValueError(f"hidden_size must be >= 1, got {hidden_size}")
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"dtype must be float32 or float64, not {dtype!r}") from None
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, not {self.dtype}")
+        self.layout = Layout(hidden_size, len(vocab), dtype)
         self.vocab = vocab
-        self.hidden_size = H = int(hidden_size)
-        self.vocab_size = V = len(vocab)
+        self.dtype = self.layout.dtype
+        self.hidden_size = self.layout.hidden_size
+        self.vocab_size = self.layout.vocab_size
         self.seed = seed
         self._K = get_kernels(backend)
-        n = num_params(H, V)
-        # Whh on a 64-byte boundary: the sequential GEMVs read it twice per character
-        self.theta = aligned_zeros(n, self.dtype, at=H * V)
-        self.grad = aligned_zeros(n, self.dtype, at=H * V)
-        self._params = param_views(self.theta, H, V)
-        self._grads = param_views(self.grad, H, V)
-        rng = np.random.default_rng(seed)
-        for name in ("Wxh", "Whh", "Why"):                      # randn * 0.01, biases zero
-            self._params[name][...] = rng.standard_normal(self._params[name].shape) * 0.01
+        self.theta = self.layout.zeros()
+        self.grad = self.layout.zeros()
+        self._params = self.layout.views(self.theta)
+        self._grads = self.layout.views(self.grad)
+        self.layout.init(self.theta, np.random.default_rng(seed))
         self._ws: Workspace | None = None
         self._lock = threading.RLock()
 
@@ -83,7 +79,7 @@ class CharRNN:
 
     @property
     def kernels(self):
-        """The active kernel module (``charrnn._kernels`` or ``charrnn._numpy_kernels``)."""
+        """The active kernel module (``charrnn._kernels`` or ``charrnn.kernels.reference``)."""
         return self._K
 
     def set_backend(self, backend: str) -> None:
@@ -196,9 +192,8 @@ class CharRNN:
         X, Y, h0, single = self._inputs(inputs, targets, hprev)
         with self._lock:
             hlast = np.empty_like(h0)
-            p = self._params
-            L = self._K.loss(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], X, Y, h0,
-                             hlast, self.workspace(*X.shape))
+            L = self._K.loss(self.layout, self.theta, X, Y, h0, hlast,
+                             self.workspace(*X.shape))
         return L, (hlast[0] if single else hlast)
 
     def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray, h0: np.ndarray,
@@ -209,9 +204,7 @@ class CharRNN:
         """
         if hlast is None:
             hlast = np.empty_like(h0)
-        p, g = self._params, self._grads
-        L = self._K.loss_and_grads(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], X, Y, h0,
-                                   g["Wxh"], g["Whh"], g["Why"], g["bh"], g["by"], hlast,
+        L = self._K.loss_and_grads(self.layout, self.theta, self.grad, X, Y, h0, hlast,
                                    self.workspace(*X.shape))
         return L, hlast
 
@@ -220,8 +213,9 @@ class CharRNN:
         """The kernels' ``train_step`` on this model's flat ``theta`` and ``grad``: int32
         (B, T) ids, the state ``h`` carried in place. Call under the lock; see
         :meth:`charrnn.optim.Optimizer.train_step`."""
-        return self._K.train_step(self.theta, self.grad, X, Y, h, self.workspace(*X.shape),
-                                  self.hidden_size, rule, state, lr, hyper, clip, max_norm)
+        return self._K.train_step(self.layout, self.theta, self.grad, X, Y, h,
+                                  self.workspace(*X.shape), rule, state, lr, hyper, clip,
+                                  max_norm)
 
     # ------------------------------------------------------------------ training, sampling, files
     # Thin wrappers: the work lives in charrnn.trainer, charrnn.sampling, charrnn.checkpoint.

@@ -18,21 +18,52 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import config
+from .config import DEFAULT_LR
+from .kernels.rules import RULES
+
 if TYPE_CHECKING:                       # the model imports the kernels; this only names it
     from .model import CharRNN
 
-DEFAULT_LR = {"adagrad": 0.1, "sgd": 0.1, "rmsprop": 2e-3, "adam": 2e-3}
-CLIP_KINDS = ("value", "norm", None)
+# the hyper-parameters' defaults, by the names charrnn.kernels.rules gives them
+HYPER_DEFAULTS = {"eps": config.EPS, "rho": config.RHO, "beta1": config.BETA1,
+                  "beta2": config.BETA2}
+# the names people know them by
+_TITLES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam"}
 
 
 class Optimizer:
-    """Base class: ``state`` maps names to flat arrays; ``t`` counts the updates applied."""
+    """One update rule of ``charrnn.kernels.rules`` with its state: ``state`` maps the
+    rule's state names to flat arrays shaped like the parameters; ``t`` counts the
+    updates applied.
 
-    name = ""
-    slots: tuple[str, ...] = ()
+    Parameters
+    ----------
+    name : {"adagrad", "sgd", "rmsprop", "adam"}
+    size : int
+        The length of the parameter vector.
+    dtype : {"float32", "float64"}
+    lr : float, optional
+        The learning rate (``config.DEFAULT_LR[name]`` if None).
+    **hyper
+        The rule's other hyper-parameters (``eps``, ``rho``, ``beta1``, ``beta2``), by
+        default ``HYPER_DEFAULTS``.
+    """
 
-    def __init__(self, size: int, dtype, lr: float | None = None) -> None:
-        self.lr = DEFAULT_LR[self.name] if lr is None else float(lr)
+    def __init__(self, name: str, size: int, dtype, lr: float | None = None,
+                 **hyper) -> None:
+        if not isinstance(name, str) or name not in RULES:
+            raise ValueError(f"optimizer must be one of {', '.join(RULES)}, not {name!r}")
+        self.name = name
+        self.slots = RULES[name].states
+        self._hyper_names = RULES[name].hypers
+        own = [h for h in self._hyper_names if h != "step"]
+        unknown = sorted(set(hyper) - set(own))
+        if unknown:
+            raise TypeError(f"{_TITLES[name]} takes no hyper-parameter {unknown[0]!r} "
+                            f"(it takes {', '.join(own) or 'none'})")
+        self._hyper = {h: float(hyper.get(h, HYPER_DEFAULTS[h])) for h in own}
+        self.lr = DEFAULT_LR[name] if lr is None else float(lr)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"learning rate must be finite and > 0, got {lr}")
         self.t = 0
@@ -40,12 +71,12 @@ class Optimizer:
 
     def hyper(self) -> dict:
         """The hyper-parameters other than lr, for checkpoints and display."""
-        return {}
+        return dict(self._hyper)
 
     def hyper_args(self, step: int) -> tuple:
         """The arguments of the ``<name>_update`` kernel between lr and clip, for the
         update number ``step`` (from 1)."""
-        return ()
+        return tuple([step if h == "step" else self._hyper[h] for h in self._hyper_names])
 
     def states(self) -> tuple[np.ndarray, ...]:
         """The state arrays in the order the update kernel takes them."""
@@ -101,71 +132,17 @@ class Optimizer:
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v}" for k, v in self.hyper().items())
-        return f"{type(self).__name__}(lr={self.lr}{extra})"
+        return f"{_TITLES[self.name]}(lr={self.lr}{extra})"
 
 
-class SGD(Optimizer):
-    name = "sgd"
-
-
-class Adagrad(Optimizer):
-    name = "adagrad"
-    slots = ("m",)
-
-    def __init__(self, size, dtype, lr=None, eps: float = 1e-8):
-        super().__init__(size, dtype, lr)
-        self.eps = float(eps)
-
-    def hyper(self):
-        return {"eps": self.eps}
-
-    def hyper_args(self, step):
-        return (self.eps,)
-
-
-class RMSprop(Optimizer):
-    name = "rmsprop"
-    slots = ("v",)
-
-    def __init__(self, size, dtype, lr=None, rho: float = 0.99, eps: float = 1e-8):
-        super().__init__(size, dtype, lr)
-        self.rho, self.eps = float(rho), float(eps)
-
-    def hyper(self):
-        return {"rho": self.rho, "eps": self.eps}
-
-    def hyper_args(self, step):
-        return (self.rho, self.eps)
-
-
-class Adam(Optimizer):
-    name = "adam"
-    slots = ("m", "v")
-
-    def __init__(self, size, dtype, lr=None, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8):
-        super().__init__(size, dtype, lr)
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-
-    def hyper(self):
-        return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
-
-    def hyper_args(self, step):
-        return (self.beta1, self.beta2, self.eps, step)
-
-
-OPTIMIZERS = {cls.name: cls for cls in (Adagrad, SGD, RMSprop, Adam)}
+OPTIMIZERS = tuple(RULES)
 
 
 def make_optimizer(name: str, size: int, dtype, lr: float | None = None,
                    **hyper) -> Optimizer:
-    """An optimizer by name: "adagrad", "sgd", "rmsprop" or "adam"."""
-    try:
-        cls = OPTIMIZERS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
-                         f"not {name!r}") from None
-    return cls(size, dtype, lr, **hyper)
+    """An optimizer by name: "adagrad", "sgd", "rmsprop" or "adam"; see
+    :class:`Optimizer`."""
+    return Optimizer(name, size, dtype, lr, **hyper)
 
 
 def clip_args(K: ModuleType, grad: np.ndarray, clip_kind: str | None,

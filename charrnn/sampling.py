@@ -103,14 +103,13 @@ def prime_state(model, prime_ids: np.ndarray, batch: int = 1) -> tuple[np.ndarra
         first = start_id(model.vocab)
     else:
         first = int(prime_ids[-1])
-        p = model.params
         with model._lock:
             for i in range(0, m - 1, PRIME_CHUNK):
                 w = min(PRIME_CHUNK, m - 1 - i)
                 X = np.ascontiguousarray(prime_ids[i:i + w], np.int32).reshape(1, w)
                 Y = np.ascontiguousarray(prime_ids[i + 1:i + 1 + w], np.int32).reshape(1, w)
-                model.kernels.loss(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], X, Y,
-                                   h, h, model.workspace(1, w))
+                model.kernels.loss(model.layout, model.theta, X, Y, h, h,
+                                   model.workspace(1, w))
     if batch > 1:
         h = np.repeat(h, batch, axis=0)
     return h, np.full(batch, first, np.int32)
@@ -125,14 +124,13 @@ def generate_ids(model, n: int | None, prime_ids: np.ndarray, temperature: float
     rng = _rng(seed)
     temperature, top_k = _check_draw(model, temperature, top_k)
     h, x = prime_state(model, prime_ids, batch)
-    p, K = model.params, model.kernels
+    K = model.kernels
     done = 0
     while n is None or done < n:
         m = chunk if n is None else min(chunk, n - done)
         U = rng.random((m, batch))                                  # (m, B) in [0, 1)
         with model._lock:
-            out = K.sample(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], h, x, U,
-                           temperature, top_k)
+            out = K.sample(model.layout, model.theta, h, x, U, temperature, top_k)
         x = np.ascontiguousarray(out[-1])
         done += m
         yield out
@@ -233,7 +231,7 @@ def evaluate(model, ids: np.ndarray, streams: int | None = None, chunk: int = EV
     xbuf = np.empty(E * w0, np.int32)
     ybuf = np.empty(E * w0, np.int32)
     h = np.zeros((E, model.hidden_size), model.dtype)
-    K, p = model.kernels, model.params
+    K, layout, theta = model.kernels, model.layout, model.theta
     total = 0.0
     with model._lock:
         ws = model.workspace(E, w0)
@@ -243,16 +241,14 @@ def evaluate(model, ids: np.ndarray, streams: int | None = None, chunk: int = EV
             np.copyto(X, Xs[:, j:j + w], casting="unsafe")
             np.copyto(Y, Ys[:, j:j + w], casting="unsafe")
             # the kernel averages over the E streams; the total wants the sum
-            total += E * K.loss(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], X, Y, h, h,
-                                ws)
+            total += E * K.loss(layout, theta, X, Y, h, h, ws)
             if stop is not None and stop():
                 return None
         if rest:
             X = np.ascontiguousarray(ids[E * L:n - 1], np.int32).reshape(1, rest)
             Y = np.ascontiguousarray(ids[E * L + 1:n], np.int32).reshape(1, rest)
             h1 = h[E - 1:E].copy()
-            total += K.loss(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], X, Y, h1, h1,
-                            model.workspace(1, rest))
+            total += K.loss(layout, theta, X, Y, h1, h1, model.workspace(1, rest))
     return total, preds
 
 

@@ -1,22 +1,28 @@
 # The compiled kernels: Cython over BLAS (scipy.linalg.cython_blas), GIL released.
 #
-# Same functions, signatures and results as charrnn/_numpy_kernels.py, the reference.
-# Each def validates its arguments with Python exceptions, then runs a nogil C loop on raw
-# pointers. Directives (boundscheck, wraparound, ...) come from setup.py, not from here.
+# Same functions, signatures and results as charrnn/kernels/reference.py, the NumPy
+# reference. Each def runs cheap C-level checks of its arguments, then a nogil C loop on
+# raw pointers; whatever the C checks refuse goes to charrnn.kernels.checks, which both
+# twins share, to word the error. The parameters are one flat vector whose parts lie at
+# the offsets its charrnn.layout.Layout gives. Directives (boundscheck, wraparound, ...)
+# come from setup.py, not from here.
 
-import math
 import sys
 
 import numpy as np
 
-from charrnn._numpy_kernels import composed_step as _composed_step
+from charrnn import config as _config
+from charrnn.kernels import checks as _checks
+from charrnn.kernels.reference import composed_step as _composed_step
+from charrnn.kernels.rules import RULES as _RULE_TABLE
+from charrnn.layout import Layout as _Layout
 from charrnn.workspace import Workspace
 
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE,
                              PyBuffer_Release, PyObject_GetBuffer)
 from cython cimport floating
 from libc.math cimport log, sqrt, isfinite, INFINITY
-from libc.stdint cimport int32_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uintptr_t
 from libc.string cimport memcpy, memset
 
 from _blas cimport gemm, gemv
@@ -26,121 +32,6 @@ NAME = "cython"
 cdef Py_ssize_t _MAX = 2**31 - 1
 cdef object _F32 = np.dtype(np.float32)
 cdef object _F64 = np.dtype(np.float64)
-cdef object _I32 = np.dtype(np.int32)
-
-
-# ----------------------------------------------------------------------------- checks
-
-cdef object _array(str name, object a, object dtype=None, int ndim=-1, bint out=False):
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, not {type(a).__name__}")
-    if dtype is not None and a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype.name}, not {a.dtype}")
-    if ndim >= 0 and a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous")
-    if out and not a.flags.writeable:
-        raise ValueError(f"{name} is read-only; an output array must be writeable")
-    if a.size > _MAX:
-        raise ValueError(f"{name} has a dimension of 2**31 or more: {a.shape}")
-    return a
-
-
-cdef _shape(str name, object a, tuple shape):
-    if a.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
-
-
-cdef tuple _check_params(Wxh, Whh, Why, bh, by):
-    """Validate the five parameters; return (H, V, dtype)."""
-    _array("Wxh", Wxh, None, 2)
-    dtype = Wxh.dtype
-    if dtype != _F32 and dtype != _F64:
-        raise TypeError(f"Wxh must have dtype float32 or float64, not {dtype}")
-    H, V = Wxh.shape
-    if H < 1 or V < 1:
-        raise ValueError(f"Wxh must have shape (H, V) with H, V >= 1, got {Wxh.shape}")
-    _array("Whh", Whh, dtype); _shape("Whh", Whh, (H, H))
-    _array("Why", Why, dtype); _shape("Why", Why, (V, H))
-    _array("bh", bh, dtype); _shape("bh", bh, (H,))
-    _array("by", by, dtype); _shape("by", by, (V,))
-    return H, V, dtype
-
-
-cdef _check_ids(str name, object ids, Py_ssize_t V, object shape=None):
-    """int32, C-contiguous, the given shape, every id in [0, V), checked in one C pass."""
-    _array(name, ids)
-    if ids.dtype != _I32:
-        raise TypeError(f"{name} must have dtype int32, not {ids.dtype}")
-    if shape is not None:
-        _shape(name, ids, shape)
-    cdef const int32_t[::1] flat = ids.reshape(-1)
-    cdef Py_ssize_t i, n = flat.shape[0]
-    cdef Py_ssize_t bad = -1
-    with nogil:
-        for i in range(n):
-            if flat[i] < 0 or flat[i] >= V:
-                bad = i
-                break
-    if bad >= 0:
-        pos = list(np.unravel_index(bad, ids.shape))
-        raise ValueError(f"{name}{[int(p) for p in pos]} = {flat[bad]} is not a valid id "
-                         f"in [0, {V})")
-
-
-cdef inline bint _overlap(object a, object b):
-    """True when two arrays' memory ranges intersect (numpy.may_share_memory's test)."""
-    cdef uintptr_t a0 = a.__array_interface__["data"][0]
-    cdef uintptr_t b0 = b.__array_interface__["data"][0]
-    cdef uintptr_t a1 = a0 + <uintptr_t>a.nbytes
-    cdef uintptr_t b1 = b0 + <uintptr_t>b.nbytes
-    return a0 < b1 and b0 < a1 and a.nbytes > 0 and b.nbytes > 0
-
-
-cdef _no_alias(list outs, list ins):
-    for oname, o in outs:
-        for iname, i in ins:
-            if _overlap(o, i):
-                raise ValueError(f"output {oname} overlaps input {iname}")
-
-
-cdef _not_in_workspace(ws, list arrays, tuple buffers):
-    """The workspace is scratch the kernel overwrites: no argument may live in the
-    buffers it uses (hs and zs for the forward pass, dhs and dhnext too for gradients)."""
-    for wname in buffers:
-        for name, a in arrays:
-            if _overlap(getattr(ws, wname), a):
-                raise ValueError(f"{name} overlaps the workspace buffer ws.{wname}")
-
-
-cdef tuple _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws):
-    H, V, dtype = _check_params(Wxh, Whh, Why, bh, by)
-    _array("X", X, None, 2)
-    B, T = X.shape
-    if B < 1 or T < 1:
-        raise ValueError(f"X must have shape (B, T) with B, T >= 1, got {X.shape}")
-    if B * T > _MAX or T * B * max(H, V) > _MAX:
-        raise ValueError(f"chunk (B={B}, T={T}) too large for 32-bit BLAS indices")
-    _check_ids("X", X, V)
-    _check_ids("Y", Y, V, (B, T))
-    _array("h0", h0, dtype); _shape("h0", h0, (B, H))
-    _array("hlast", hlast, dtype, -1, True); _shape("hlast", hlast, (B, H))
-    if not isinstance(ws, Workspace):
-        raise TypeError(f"ws must be a charrnn.Workspace, not {type(ws).__name__}")
-    if not ws.fits(B, T, H, V, dtype):
-        raise ValueError(f"{ws!r} does not fit a chunk B={B}, T={T}, H={H}, V={V}, "
-                         f"dtype={dtype.name}")
-    _no_alias([("hlast", hlast)], [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh),
-                                   ("by", by), ("X", X), ("Y", Y)])
-    # hlast may be h0 itself (the state carried in place), but not a partial overlap
-    if _overlap(hlast, h0) and not (
-            hlast.__array_interface__["data"][0] == h0.__array_interface__["data"][0]
-            and hlast.shape == h0.shape):
-        raise ValueError("output hlast partially overlaps input h0")
-    _not_in_workspace(ws, [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
-                           ("X", X), ("Y", Y), ("h0", h0), ("hlast", hlast)], ("hs", "zs"))
-    return B, T, H, V, dtype
 
 
 # ----------------------------------------------------------------------------- fast checks
@@ -170,6 +61,35 @@ cdef inline bint _ids_ok(const int32_t* ids, Py_ssize_t n, int V) noexcept nogil
 cdef inline bint _sizes_ok(Py_ssize_t B, Py_ssize_t T, Py_ssize_t H, Py_ssize_t V) noexcept nogil:
     return (B >= 1 and T >= 1 and H >= 1 and V >= 1 and B * T <= _MAX
             and T * B * (H if H > V else V) <= _MAX and H * (H if H > V else V) <= _MAX)
+
+
+cdef struct Dims:
+    # what a kernel reads of a charrnn.layout.Layout
+    int H, V, itemsize
+    Py_ssize_t n                        # the length of the flat vector
+    Py_ssize_t o[5]                     # the offsets of Wxh, Whh, Why, bh, by
+
+
+cdef bint _dims(object layout, Dims* d) noexcept:
+    """Fill ``d`` from ``layout``; False (for the checks to word) if it is no Layout.
+
+    A Layout is immutable and computes its own offsets, so they are taken as they are.
+    """
+    cdef int i
+    cdef const int64_t[::1] off
+    if type(layout) is not _Layout:
+        return False
+    try:
+        off = layout.offsets
+        d.H, d.V, d.n = layout.hidden_size, layout.vocab_size, layout.size
+        d.itemsize = layout.dtype.itemsize
+        if off.shape[0] != 5:
+            return False
+        for i in range(5):
+            d.o[i] = off[i]
+    except Exception:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- forward
@@ -355,17 +275,14 @@ cdef double _loss_and_grads(const floating* Wxh, const floating* Whh, const floa
     return loss
 
 
-cdef bint _chunk_ok(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
-                    const floating[:, ::1] Why, const floating[::1] bh,
-                    const floating[::1] by, const int32_t[:, ::1] X,
+cdef bint _chunk_ok(const Dims* d, const floating[::1] w, const int32_t[:, ::1] X,
                     const int32_t[:, ::1] Y, const floating[:, ::1] h0,
                     floating[:, ::1] hlast, floating[::1] hs, floating[::1] zs) noexcept:
-    """The C-level twin of _check_chunk for memoryviews that were acquired already."""
-    cdef Py_ssize_t B = X.shape[0], T = X.shape[1], H = Wxh.shape[0], V = Wxh.shape[1]
+    """The C-level twin of checks.chunk for memoryviews that were acquired already."""
+    cdef Py_ssize_t B = X.shape[0], T = X.shape[1], H = d.H, V = d.V
     cdef Py_ssize_t sz = sizeof(floating)
-    if not (_sizes_ok(B, T, H, V) and Whh.shape[0] == H and Whh.shape[1] == H
-            and Why.shape[0] == V and Why.shape[1] == H and bh.shape[0] == H
-            and by.shape[0] == V and Y.shape[0] == B and Y.shape[1] == T
+    if not (d.itemsize == sz and w.shape[0] == d.n and _sizes_ok(B, T, H, V)
+            and Y.shape[0] == B and Y.shape[1] == T
             and h0.shape[0] == B and h0.shape[1] == H and hlast.shape[0] == B
             and hlast.shape[1] == H and hs.shape[0] >= (T + 1) * B * H
             and zs.shape[0] >= T * B * V):
@@ -377,150 +294,119 @@ cdef bint _chunk_ok(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
     if not (o == <const void*>&h0[0, 0] or _apart(o, no, &h0[0, 0], no)):
         return False
     # no argument in the workspace's hs and zs, which the kernel overwrites
-    cdef const void* a[9]
-    cdef Py_ssize_t na[9]
+    cdef const void* a[5]
+    cdef Py_ssize_t na[5]
     cdef int i
-    a[:] = [&Wxh[0, 0], &Whh[0, 0], &Why[0, 0], &bh[0], &by[0], &X[0, 0], &Y[0, 0],
-            &h0[0, 0], o]
-    na[:] = [H * V * sz, H * H * sz, V * H * sz, H * sz, V * sz, B * T * 4, B * T * 4,
-             B * H * sz, no]
-    for i in range(9):
+    a[:] = [&w[0], &X[0, 0], &Y[0, 0], &h0[0, 0], o]
+    na[:] = [d.n * sz, B * T * 4, B * T * 4, B * H * sz, no]
+    for i in range(5):
         if not (_apart(a[i], na[i], &hs[0], hs.shape[0] * sz)
                 and _apart(a[i], na[i], &zs[0], zs.shape[0] * sz)):
             return False
-    return (_apart(o, no, &Wxh[0, 0], H * V * sz) and _apart(o, no, &Whh[0, 0], H * H * sz)
-            and _apart(o, no, &Why[0, 0], V * H * sz) and _apart(o, no, &bh[0], H * sz)
-            and _apart(o, no, &by[0], V * sz) and _apart(o, no, &X[0, 0], B * T * 4)
+    return (_apart(o, no, &w[0], d.n * sz) and _apart(o, no, &X[0, 0], B * T * 4)
             and _apart(o, no, &Y[0, 0], B * T * 4))
 
 
-cdef double _run_grads(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
-                       const floating[:, ::1] Why, const floating[::1] bh,
-                       const floating[::1] by, const int32_t[:, ::1] X,
-                       const int32_t[:, ::1] Y, const floating[:, ::1] h0,
-                       floating[:, ::1] dWxh, floating[:, ::1] dWhh, floating[:, ::1] dWhy,
-                       floating[::1] dbh, floating[::1] dby, floating[:, ::1] hlast,
+cdef double _run_grads(const Dims* d, const floating[::1] w, floating[::1] g,
+                       const int32_t[:, ::1] X, const int32_t[:, ::1] Y,
+                       const floating[:, ::1] h0, floating[:, ::1] hlast,
                        floating[::1] hs, floating[::1] zs, floating[::1] dhs,
                        floating[::1] dhnext) except? -1:
-    cdef int B = X.shape[0], T = X.shape[1], H = Wxh.shape[0], V = Wxh.shape[1]
+    cdef int B = X.shape[0], T = X.shape[1], H = d.H, V = d.V
     cdef Py_ssize_t sz = sizeof(floating), i, j
+    cdef const floating* p = &w[0]
+    cdef floating* q = &g[0]
     cdef double L
-    if not _chunk_ok(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, hs, zs):
+    if not _chunk_ok(d, w, X, Y, h0, hlast, hs, zs):
         raise _Invalid
-    if not (dWxh.shape[0] == H and dWxh.shape[1] == V and dWhh.shape[0] == H
-            and dWhh.shape[1] == H and dWhy.shape[0] == V and dWhy.shape[1] == H
-            and dbh.shape[0] == H and dby.shape[0] == V and dhs.shape[0] >= T * B * H
-            and dhnext.shape[0] >= B * H):
+    if not (g.shape[0] == d.n and dhs.shape[0] >= T * B * H and dhnext.shape[0] >= B * H):
         raise _Invalid
-    # every gradient output apart from every input, from hlast, from each other and from
-    # the workspace; dhs and dhnext apart from hlast and the inputs (_chunk_ok did hs, zs)
-    cdef const void* p[18]
-    cdef Py_ssize_t n[18]
-    p[:] = [&dWxh[0, 0], &dWhh[0, 0], &dWhy[0, 0], &dbh[0], &dby[0], &hlast[0, 0],
-            &Wxh[0, 0], &Whh[0, 0], &Why[0, 0], &bh[0], &by[0], &X[0, 0], &Y[0, 0],
-            &h0[0, 0], &hs[0], &zs[0], &dhs[0], &dhnext[0]]
-    n[:] = [H * V * sz, H * H * sz, V * H * sz, H * sz, V * sz, B * H * sz,
-            H * V * sz, H * H * sz, V * H * sz, H * sz, V * sz, B * T * 4, B * T * 4,
-            B * H * sz, hs.shape[0] * sz, zs.shape[0] * sz, dhs.shape[0] * sz,
-            dhnext.shape[0] * sz]
-    for i in range(5):
-        for j in range(i + 1, 18):
-            if not _apart(p[i], n[i], p[j], n[j]):
-                raise _Invalid
-    for i in range(16, 18):
-        for j in range(5, 14):
-            if not _apart(p[i], n[i], p[j], n[j]):
+    # the gradient apart from every input, from hlast and from the workspace; dhs and
+    # dhnext apart from hlast and the inputs (_chunk_ok did hs, zs)
+    cdef const void* a[10]
+    cdef Py_ssize_t n[10]
+    a[:] = [q, &hlast[0, 0], p, &X[0, 0], &Y[0, 0], &h0[0, 0], &hs[0], &zs[0], &dhs[0],
+            &dhnext[0]]
+    n[:] = [d.n * sz, B * H * sz, d.n * sz, B * T * 4, B * T * 4, B * H * sz,
+            hs.shape[0] * sz, zs.shape[0] * sz, dhs.shape[0] * sz, dhnext.shape[0] * sz]
+    for j in range(1, 10):
+        if not _apart(a[0], n[0], a[j], n[j]):
+            raise _Invalid
+    for i in range(8, 10):
+        for j in range(1, 6):
+            if not _apart(a[i], n[i], a[j], n[j]):
                 raise _Invalid
     with nogil:
-        L = _loss_and_grads(&Wxh[0, 0], &Whh[0, 0], &Why[0, 0], &bh[0], &by[0],
-                            &X[0, 0], &Y[0, 0], &h0[0, 0], &dWxh[0, 0], &dWhh[0, 0],
-                            &dWhy[0, 0], &dbh[0], &dby[0], &hlast[0, 0], B, T, H, V,
-                            &hs[0], &zs[0], &dhs[0], &dhnext[0])
+        L = _loss_and_grads(p + d.o[0], p + d.o[1], p + d.o[2], p + d.o[3], p + d.o[4],
+                            &X[0, 0], &Y[0, 0], &h0[0, 0],
+                            q + d.o[0], q + d.o[1], q + d.o[2], q + d.o[3], q + d.o[4],
+                            &hlast[0, 0], B, T, H, V, &hs[0], &zs[0], &dhs[0], &dhnext[0])
     return L
 
 
-cdef double _run_forward(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
-                         const floating[:, ::1] Why, const floating[::1] bh,
-                         const floating[::1] by, const int32_t[:, ::1] X,
+cdef double _run_forward(const Dims* d, const floating[::1] w, const int32_t[:, ::1] X,
                          const int32_t[:, ::1] Y, const floating[:, ::1] h0,
                          floating[:, ::1] hlast, floating[::1] hs,
                          floating[::1] zs) except? -1:
-    cdef int B = X.shape[0], T = X.shape[1], H = Wxh.shape[0], V = Wxh.shape[1]
+    cdef int B = X.shape[0], T = X.shape[1], H = d.H, V = d.V
+    cdef const floating* p = &w[0]
     cdef double L
-    if not _chunk_ok(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, hs, zs):
+    if not _chunk_ok(d, w, X, Y, h0, hlast, hs, zs):
         raise _Invalid
     with nogil:
-        L = _forward(&Wxh[0, 0], &Whh[0, 0], &Why[0, 0], &bh[0], &by[0], &X[0, 0],
+        L = _forward(p + d.o[0], p + d.o[1], p + d.o[2], p + d.o[3], p + d.o[4], &X[0, 0],
                      &Y[0, 0], &h0[0, 0], B, T, H, V, &hs[0], &zs[0], False)
         memcpy(&hlast[0, 0], &hs[0] + <Py_ssize_t>T * B * H, B * H * sizeof(floating))
     return L
 
 
-cdef _check_grads(Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy, dbh, dby, hlast, ws):
-    """The Python checks of loss_and_grads: raise the precise error."""
-    B, T, H, V, dtype = _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws)
-    grads = [("dWxh", dWxh), ("dWhh", dWhh), ("dWhy", dWhy), ("dbh", dbh), ("dby", dby)]
-    for (name, g), p in zip(grads, (Wxh, Whh, Why, bh, by)):
-        _array(name, g, dtype, -1, True)
-        _shape(name, g, p.shape)
-    _no_alias(grads + [("hlast", hlast)],
-              [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
-               ("X", X), ("Y", Y)])
-    _no_alias(grads, [("h0", h0)])
-    for i in range(5):
-        for j in range(i + 1, 5):
-            if _overlap(grads[i][1], grads[j][1]):
-                raise ValueError(f"output {grads[i][0]} overlaps output {grads[j][0]}")
-        if _overlap(grads[i][1], hlast):
-            raise ValueError(f"output {grads[i][0]} overlaps output hlast")
-    _not_in_workspace(ws, grads, ("hs", "zs", "dhs", "dhnext"))
-    _not_in_workspace(ws, [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh), ("by", by),
-                           ("X", X), ("Y", Y), ("h0", h0), ("hlast", hlast)], ("dhs", "dhnext"))
+def loss_and_grads(layout, theta not None, grad not None, X not None, Y not None,
+                   h0 not None, hlast not None, ws not None):
+    """Loss of a (B, T) chunk and its gradients; the gradient overwrites ``grad``.
 
-
-def loss_and_grads(Wxh not None, Whh not None, Why not None, bh not None, by not None,
-                   X not None, Y not None, h0 not None,
-                   dWxh not None, dWhh not None, dWhy not None, dbh not None,
-                   dby not None, hlast not None, ws not None):
-    """Loss of a (B, T) chunk and its gradients; the gradients overwrite dW*, db*.
-
-    See ``charrnn._numpy_kernels.loss_and_grads``, the reference twin.
+    See ``charrnn.kernels.reference.loss_and_grads``, the reference twin.
     """
-    dtype = getattr(Wxh, "dtype", None)
-    try:
-        if dtype is _F64 and isinstance(ws, Workspace):
-            return _run_grads[double](Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy,
-                                      dbh, dby, hlast, ws.hs, ws.zs, ws.dhs, ws.dhnext)
-        if dtype is _F32 and isinstance(ws, Workspace):
-            return _run_grads[float](Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy,
-                                     dbh, dby, hlast, ws.hs, ws.zs, ws.dhs, ws.dhnext)
-    except (_Invalid, ValueError, TypeError, BufferError):
-        pass
-    _check_grads(Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy, dbh, dby, hlast, ws)
-    # the precise checks passed where the fast ones did not (an unusual but valid dtype
-    # object, say): run on normalised arrays
-    if Wxh.dtype == _F64:
-        return _run_grads[double](Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy,
-                                  dbh, dby, hlast, ws.hs, ws.zs, ws.dhs, ws.dhnext)
-    return _run_grads[float](Wxh, Whh, Why, bh, by, X, Y, h0, dWxh, dWhh, dWhy,
-                             dbh, dby, hlast, ws.hs, ws.zs, ws.dhs, ws.dhnext)
+    cdef Dims d
+    dtype = getattr(theta, "dtype", None)
+    if _dims(layout, &d) and isinstance(ws, Workspace):
+        try:
+            if dtype is _F64:
+                return _run_grads[double](&d, theta, grad, X, Y, h0, hlast, ws.hs, ws.zs,
+                                          ws.dhs, ws.dhnext)
+            if dtype is _F32:
+                return _run_grads[float](&d, theta, grad, X, Y, h0, hlast, ws.hs, ws.zs,
+                                         ws.dhs, ws.dhnext)
+        except (_Invalid, ValueError, TypeError, BufferError):
+            pass
+    _checks.grads(layout, theta, grad, X, Y, h0, hlast, ws)
+    # the checks passed where the fast ones did not (an unusual but valid dtype object,
+    # say): run on normalised arrays
+    _dims(layout, &d)
+    if theta.dtype == _F64:
+        return _run_grads[double](&d, theta, grad, X, Y, h0, hlast, ws.hs, ws.zs, ws.dhs,
+                                  ws.dhnext)
+    return _run_grads[float](&d, theta, grad, X, Y, h0, hlast, ws.hs, ws.zs, ws.dhs,
+                             ws.dhnext)
 
 
-def loss(Wxh not None, Whh not None, Why not None, bh not None, by not None,
-         X not None, Y not None, h0 not None, hlast not None, ws not None):
+def loss(layout, theta not None, X not None, Y not None, h0 not None, hlast not None,
+         ws not None):
     """Forward-only loss of a (B, T) chunk: ``loss_and_grads`` without gradient work."""
-    dtype = getattr(Wxh, "dtype", None)
-    try:
-        if dtype is _F64 and isinstance(ws, Workspace):
-            return _run_forward[double](Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws.hs, ws.zs)
-        if dtype is _F32 and isinstance(ws, Workspace):
-            return _run_forward[float](Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws.hs, ws.zs)
-    except (_Invalid, ValueError, TypeError, BufferError):
-        pass
-    _check_chunk(Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws)
-    if Wxh.dtype == _F64:
-        return _run_forward[double](Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws.hs, ws.zs)
-    return _run_forward[float](Wxh, Whh, Why, bh, by, X, Y, h0, hlast, ws.hs, ws.zs)
+    cdef Dims d
+    dtype = getattr(theta, "dtype", None)
+    if _dims(layout, &d) and isinstance(ws, Workspace):
+        try:
+            if dtype is _F64:
+                return _run_forward[double](&d, theta, X, Y, h0, hlast, ws.hs, ws.zs)
+            if dtype is _F32:
+                return _run_forward[float](&d, theta, X, Y, h0, hlast, ws.hs, ws.zs)
+        except (_Invalid, ValueError, TypeError, BufferError):
+            pass
+    _checks.chunk(layout, theta, X, Y, h0, hlast, ws)
+    _dims(layout, &d)
+    if theta.dtype == _F64:
+        return _run_forward[double](&d, theta, X, Y, h0, hlast, ws.hs, ws.zs)
+    return _run_forward[float](&d, theta, X, Y, h0, hlast, ws.hs, ws.zs)
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -577,124 +463,63 @@ cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
     return 0
 
 
-cdef _run_sample(const floating[:, ::1] Wxh, const floating[:, ::1] Whh,
-                 const floating[:, ::1] Why, const floating[::1] bh, const floating[::1] by,
-                 floating[:, ::1] h, const int32_t[::1] first_ids, const double[:, ::1] U,
+cdef _run_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h,
+                 const int32_t[::1] first_ids, const double[:, ::1] U,
                  double temperature, int k, int32_t[:, ::1] out, floating[:, ::1] a,
                  floating[:, ::1] z, floating[::1] e, int[::1] top):
-    cdef int n = U.shape[0], B = h.shape[0], H = Wxh.shape[0], V = Wxh.shape[1]
+    cdef int n = U.shape[0], B = h.shape[0], H = d.H, V = d.V
     cdef int i, b
+    cdef const floating* p = &w[0]
+    cdef const floating* Wxh = p + d.o[0]
+    cdef const floating* Whh = p + d.o[1]
+    cdef const floating* Why = p + d.o[2]
+    cdef const floating* bh = p + d.o[3]
+    cdef const floating* by = p + d.o[4]
     cdef const int32_t* x = &first_ids[0]
     cdef floating temp = <floating>temperature
     with nogil:
         for i in range(n):
-            _step(&Wxh[0, 0], &Whh[0, 0], &bh[0], x, 1, B, H, V, &h[0, 0], &a[0, 0])
+            _step(Wxh, Whh, bh, x, 1, B, H, V, &h[0, 0], &a[0, 0])
             memcpy(&h[0, 0], &a[0, 0], B * H * sizeof(floating))
             for b in range(B):
-                memcpy(&z[b, 0], &by[0], V * sizeof(floating))
+                memcpy(&z[b, 0], by, V * sizeof(floating))
             if B == 1:
                 # z += Why @ h                          (V,) += (V, H) @ (H,)
-                gemv(False, V, H, <floating>1, &Why[0, 0], H, &h[0, 0], <floating>1,
-                     &z[0, 0])
+                gemv(False, V, H, <floating>1, Why, H, &h[0, 0], <floating>1, &z[0, 0])
             else:
                 # z += h @ Why.T                        (B, V) += (B, H) @ (H, V)
-                gemm(False, True, B, V, H, <floating>1, &h[0, 0], H, &Why[0, 0], H,
+                gemm(False, True, B, V, H, <floating>1, &h[0, 0], H, Why, H,
                      <floating>1, &z[0, 0], V)
             for b in range(B):
                 out[i, b] = _draw(&z[b, 0], V, U[i, b], temp, k, &e[0], &top[0])
             x = &out[i, 0]
 
 
-cdef tuple _check_sample(Wxh, Whh, Why, bh, by, h, first_ids, uniforms, temperature, top_k):
-    H, V, dtype = _check_params(Wxh, Whh, Why, bh, by)
-    _array("h", h, dtype, 2, True)
-    B = h.shape[0]
-    if B < 1 or h.shape[1] != H:
-        raise ValueError(f"h must have shape (B, {H}) with B >= 1, got {h.shape}")
-    _array("uniforms", uniforms, _F64, 2)
-    n = uniforms.shape[0]
-    if uniforms.shape[1] != B:
-        raise ValueError(f"uniforms must have shape (n, {B}), got {uniforms.shape}")
-    _check_ids("first_ids", first_ids, V, (B,))
-    if uniforms.size and not np.all((uniforms >= 0) & (uniforms <= 1)):
-        raise ValueError("uniforms must lie in [0, 1]")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating,
-                                                                     np.integer)):
-        raise TypeError(f"temperature must be a number, not {type(temperature).__name__}")
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
-    if top_k is None:
-        k = 0
-    else:
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
-            raise TypeError(f"top_k must be an int or None, not {type(top_k).__name__}")
-        if not 1 <= top_k <= V:
-            raise ValueError(f"top_k must be in [1, {V}] or None, got {top_k}")
-        k = int(top_k)
-    _no_alias([("h", h)], [("Wxh", Wxh), ("Whh", Whh), ("Why", Why), ("bh", bh),
-                           ("by", by), ("uniforms", uniforms), ("first_ids", first_ids)])
-    return B, n, H, V, k, dtype
-
-
-def sample(Wxh not None, Whh not None, Why not None, bh not None, by not None,
-           h not None, first_ids not None, uniforms not None, temperature=1.0, top_k=None):
+def sample(layout, theta not None, h not None, first_ids not None, uniforms not None,
+           temperature=_config.TEMPERATURE, top_k=None):
     """Draw n ids for each of B streams, advancing the state ``h`` in place.
 
-    See ``charrnn._numpy_kernels.sample``, the reference twin. Returns int32 (n, B).
+    See ``charrnn.kernels.reference.sample``, the reference twin. Returns int32 (n, B).
     """
-    B, n, H, V, k, dtype = _check_sample(Wxh, Whh, Why, bh, by, h, first_ids, uniforms,
-                                         temperature, top_k)
+    cdef Dims d
+    B, n, k = _checks.sample(layout, theta, h, first_ids, uniforms, temperature, top_k)
+    _dims(layout, &d)
+    dtype = layout.dtype
     out = np.empty((n, B), np.int32)
-    a = np.empty((B, H), dtype)
-    z = np.empty((B, V), dtype)
-    e = np.empty(2 * V, dtype)
-    top = np.empty(V, np.intc)
+    a = np.empty((B, d.H), dtype)
+    z = np.empty((B, d.V), dtype)
+    e = np.empty(2 * d.V, dtype)
+    top = np.empty(d.V, np.intc)
     if dtype == _F64:
-        _run_sample[double](Wxh, Whh, Why, bh, by, h, first_ids, uniforms,
-                            float(temperature), k, out, a, z, e, top)
+        _run_sample[double](&d, theta, h, first_ids, uniforms, float(temperature), k, out,
+                            a, z, e, top)
     else:
-        _run_sample[float](Wxh, Whh, Why, bh, by, h, first_ids, uniforms,
-                           float(temperature), k, out, a, z, e, top)
+        _run_sample[float](&d, theta, h, first_ids, uniforms, float(temperature), k, out,
+                           a, z, e, top)
     return out
 
 
 # ----------------------------------------------------------------------------- clipping
-
-cdef object _vec(str name, object a, object dtype=None, bint out=False):
-    _array(name, a, None, 1, out)
-    if a.dtype != _F32 and a.dtype != _F64:
-        raise TypeError(f"{name} must have dtype float32 or float64, not {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype.name}, not {a.dtype}")
-    return a
-
-
-cdef _check_clip(double clip, double scale):
-    if not (clip > 0):
-        raise ValueError(f"clip must be > 0 (inf for none), got {clip}")
-    if not (isfinite(scale) and scale >= 0):
-        raise ValueError(f"scale must be finite and >= 0, got {scale}")
-
-
-cdef _check_update(w, g, list states, list hypers, double clip, double scale):
-    """The Python checks of the update kernels: raise the precise error."""
-    _vec("w", w, None, True)
-    _vec("g", g, w.dtype)
-    _shape("g", g, w.shape)
-    for name, s in states:
-        _vec(name, s, w.dtype, True)
-        _shape(name, s, w.shape)
-    _no_alias([("w", w)] + states, [("g", g)])
-    _no_alias([("w", w)], states)
-    for i in range(len(states)):                                # Adam's m and v
-        for j in range(i + 1, len(states)):
-            if _overlap(states[i][1], states[j][1]):
-                raise ValueError(f"output {states[i][0]} overlaps output {states[j][0]}")
-    for name, value in hypers:
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value}")
-    _check_clip(clip, scale)
-
 
 cdef inline floating* _ptr(const floating[::1] a) noexcept nogil:
     return <floating*>&a[0] if a.shape[0] else NULL
@@ -738,7 +563,7 @@ def sumsq(g not None):
             return _sumsq[float](g)
     except (ValueError, TypeError, BufferError):
         pass
-    _vec("g", g)
+    _checks.vec("g", g)
     return _sumsq[double](g) if g.dtype == _F64 else _sumsq[float](g)
 
 
@@ -753,8 +578,8 @@ cdef void _clip(floating[::1] g, double clip, double scale) noexcept:
 
 def clip_(g not None, double clip):
     """Clip ``g`` element-wise to [-clip, clip] in place."""
-    _vec("g", g, None, True)
-    _check_clip(clip, 1.0)
+    _checks.vec("g", g, out=True)
+    _checks.clip(clip, 1.0)
     if g.dtype == _F64:
         _clip[double](g, clip, 1.0)
     else:
@@ -763,8 +588,8 @@ def clip_(g not None, double clip):
 
 def scale_(g not None, double scale):
     """Multiply ``g`` by ``scale`` in place (global-norm clipping)."""
-    _vec("g", g, None, True)
-    _check_clip(INFINITY, scale)
+    _checks.vec("g", g, out=True)
+    _checks.clip(INFINITY, scale)
     if g.dtype == _F64:
         _clip[double](g, INFINITY, scale)
     else:
@@ -776,11 +601,12 @@ def scale_(g not None, double scale):
 # Fused in-place passes (csrc/_vmath.h): g' = clip(g * scale, -clip, clip), then the
 # update, in one loop. g is not modified. The arithmetic order follows the NumPy twin.
 
-cdef enum:
-    _SGD = 0
-    _ADAGRAD = 1
-    _RMSPROP = 2
-    _ADAM = 3
+# each rule's code is its place in charrnn.kernels.rules.RULES
+_RULE_NAMES = list(_RULE_TABLE)
+cdef int _SGD = _RULE_NAMES.index("sgd")
+cdef int _ADAGRAD = _RULE_NAMES.index("adagrad")
+cdef int _RMSPROP = _RULE_NAMES.index("rmsprop")
+cdef int _ADAM = _RULE_NAMES.index("adam")
 
 
 cdef void _update(int rule, floating* w, const floating* g, floating* s1, floating* s2,
@@ -837,7 +663,8 @@ cdef inline bint _hypers_ok(double lr, double a, double b, double c, double clip
             and isfinite(scale) and scale >= 0)
 
 
-def sgd_update(w not None, g not None, double lr, double clip=5.0, double scale=1.0):
+def sgd_update(w not None, g not None, double lr, double clip=_config.CLIP,
+               double scale=1.0):
     """w -= lr * g'"""
     dtype = getattr(w, "dtype", None)
     if _hypers_ok(lr, 0, 0, 0, clip, scale):
@@ -850,12 +677,12 @@ def sgd_update(w not None, g not None, double lr, double clip=5.0, double scale=
                 return
         except (ValueError, TypeError, BufferError):
             pass
-    _check_update(w, g, [], [("lr", lr)], clip, scale)
+    _checks.update("sgd", w, g, (), lr, (), clip, scale)
     raise ValueError("invalid arguments to sgd_update")
 
 
-def adagrad_update(w not None, g not None, m not None, double lr, double eps=1e-8,
-                   double clip=5.0, double scale=1.0):
+def adagrad_update(w not None, g not None, m not None, double lr,
+                   double eps=_config.EPS, double clip=_config.CLIP, double scale=1.0):
     """m += g'*g';  w -= lr * g' / sqrt(m + eps)   (the classic)"""
     dtype = getattr(w, "dtype", None)
     if _hypers_ok(lr, eps, 0, 0, clip, scale):
@@ -868,12 +695,13 @@ def adagrad_update(w not None, g not None, m not None, double lr, double eps=1e-
                 return
         except (ValueError, TypeError, BufferError):
             pass
-    _check_update(w, g, [("m", m)], [("lr", lr), ("eps", eps)], clip, scale)
+    _checks.update("adagrad", w, g, (m,), lr, (eps,), clip, scale)
     raise ValueError("invalid arguments to adagrad_update")
 
 
-def rmsprop_update(w not None, g not None, v not None, double lr, double rho=0.99,
-                   double eps=1e-8, double clip=5.0, double scale=1.0):
+def rmsprop_update(w not None, g not None, v not None, double lr,
+                   double rho=_config.RHO, double eps=_config.EPS, double clip=_config.CLIP,
+                   double scale=1.0):
     """v = rho*v + (1-rho)*g'*g';  w -= lr * g' / (sqrt(v) + eps)"""
     dtype = getattr(w, "dtype", None)
     if _hypers_ok(lr, rho, eps, 0, clip, scale):
@@ -886,21 +714,22 @@ def rmsprop_update(w not None, g not None, v not None, double lr, double rho=0.9
                 return
         except (ValueError, TypeError, BufferError):
             pass
-    _check_update(w, g, [("v", v)], [("lr", lr), ("rho", rho), ("eps", eps)], clip, scale)
+    _checks.update("rmsprop", w, g, (v,), lr, (rho, eps), clip, scale)
     raise ValueError("invalid arguments to rmsprop_update")
 
 
 def adam_update(w not None, g not None, m not None, v not None, double lr,
-                double beta1=0.9, double beta2=0.999, double eps=1e-8, step=1,
-                double clip=5.0, double scale=1.0):
+                double beta1=_config.BETA1, double beta2=_config.BETA2,
+                double eps=_config.EPS, step=1, double clip=_config.CLIP,
+                double scale=1.0):
     """Adam with bias correction; ``step`` counts from 1."""
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-        raise TypeError(f"step must be an int, not {type(step).__name__}")
-    # past 2**62 steps the bias corrections are 1 already (beta < 1): any int is fine
-    cdef long s = <long>min(step, 2**62) if step >= 1 else 0
+    cdef long s
     dtype = getattr(w, "dtype", None)
-    if (s >= 1 and 0 <= beta1 < 1 and 0 <= beta2 < 1
+    if (not isinstance(step, bool) and isinstance(step, (int, np.integer)) and step >= 1
+            and 0 <= beta1 < 1 and 0 <= beta2 < 1
             and _hypers_ok(lr, beta1, beta2, eps, clip, scale)):
+        # past 2**62 steps the bias corrections are 1 already (beta < 1): any int is fine
+        s = <long>min(step, 2**62)
         try:
             if dtype is _F64 and _run_update[double](_ADAM, w, g, m, v, 2, lr, beta1, beta2,
                                                      eps, s, clip, scale):
@@ -910,33 +739,25 @@ def adam_update(w not None, g not None, m not None, v not None, double lr,
                 return
         except (ValueError, TypeError, BufferError):
             pass
-    _check_update(w, g, [("m", m), ("v", v)],
-                  [("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps)],
-                  clip, scale)
-    if step < 1:
-        raise ValueError(f"step must be >= 1, got {step}")
-    for name, b in (("beta1", beta1), ("beta2", beta2)):
-        if not 0 <= b < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {b}")
+    _checks.update("adam", w, g, (m, v), lr, (beta1, beta2, eps, step), clip, scale)
     raise ValueError("invalid arguments to adam_update")
 
 
 # ----------------------------------------------------------------------------- a whole step
 #
 # train_step fuses loss_and_grads, the global norm and one update into one nogil call.
-# At B = H = T = 1, where the arithmetic is next to nothing, the separate calls take
-# 3.6 us a step and this one 1.1 us (benchmarks/profile_step.py --config 1,1,1
-# --vocab-size 2 --dtype float64): most of the difference is acquiring typed
-# memoryviews, of which loss_and_grads takes 15. Here each array is taken through
-# the buffer protocol and checked in C. Whatever these checks refuse runs
-# charrnn._numpy_kernels.composed_step over this module's own kernels: the same
-# arithmetic, and the error worded there.
+# Where the arithmetic is next to nothing, the cost of a step is its argument handling
+# (benchmarks/NOTES.md), most of it in acquiring typed memoryviews. Here each array is
+# taken through the buffer protocol and checked in C. Whatever these checks refuse runs
+# charrnn.kernels.reference.composed_step over this module's own kernels: the same
+# arithmetic, and the error worded by the shared checks.
 
 cdef enum:
     _NBUF = 11                          # w, g, X, Y, h, hs, zs, dhs, dhnext, 2 states
 
-_RULES = {"sgd": (_SGD, 0, 0), "adagrad": (_ADAGRAD, 1, 1), "rmsprop": (_RMSPROP, 1, 2),
-          "adam": (_ADAM, 2, 4)}        # rule -> (code, state arrays, hyper values)
+# rule -> (code, state arrays, hyper values)
+_RULES = {name: (code, len(rule.states), len(rule.hypers))
+          for code, (name, rule) in enumerate(_RULE_TABLE.items())}
 
 
 cdef bint _take(object a, Py_buffer* v, bint out) noexcept:
@@ -963,43 +784,43 @@ cdef inline char _kind(const Py_buffer* v) noexcept:
     return 0
 
 
-cdef void _fused(floating* w, floating* g, floating* s1, floating* s2, Py_ssize_t n,
-                 const int32_t* X, const int32_t* Y, floating* h, int B, int T, int H,
-                 int V, floating* hs, floating* zs, floating* dhs, floating* dhnext,
+cdef void _fused(const Dims* d, floating* w, floating* g, floating* s1, floating* s2,
+                 const int32_t* X, const int32_t* Y, floating* h, int B, int T,
+                 floating* hs, floating* zs, floating* dhs, floating* dhnext,
                  int rule, double lr, double a, double b, double eps, long step,
                  double clip, double max_norm, double* out) noexcept nogil:
     """out = (loss, ||g||); the update only when both are finite."""
-    cdef Py_ssize_t i1 = <Py_ssize_t>H * V, i2 = i1 + <Py_ssize_t>H * H
-    cdef Py_ssize_t i3 = i2 + <Py_ssize_t>V * H, i4 = i3 + H       # Whh, Why, bh, by
+    cdef const Py_ssize_t* o = d.o
     cdef double L, norm, scale
     # the state is carried in place: h is h0 and hlast
-    L = _loss_and_grads(w, w + i1, w + i2, w + i3, w + i4, X, Y, h,
-                        g, g + i1, g + i2, g + i3, g + i4, h, B, T, H, V,
+    L = _loss_and_grads(w + o[0], w + o[1], w + o[2], w + o[3], w + o[4], X, Y, h,
+                        g + o[0], g + o[1], g + o[2], g + o[3], g + o[4], h, B, T, d.H, d.V,
                         hs, zs, dhs, dhnext)
     # norm = np.sqrt(np.sum(g.astype(np.float64) ** 2))
     if floating is float:
-        norm = sqrt(vm_sumsq_f(g, n))
+        norm = sqrt(vm_sumsq_f(g, d.n))
     else:
-        norm = sqrt(vm_sumsq_d(g, n))
+        norm = sqrt(vm_sumsq_d(g, d.n))
     out[0] = L
     out[1] = norm
     if not (isfinite(L) and isfinite(norm)):
         return
     scale = max_norm / norm if norm > max_norm else 1.0
-    _update(rule, w, g, s1, s2, n, lr, a, b, eps, step, clip, scale)
+    _update(rule, w, g, s1, s2, d.n, lr, a, b, eps, step, clip, scale)
 
 
-cdef object _fast_step(w, g, X, Y, h, ws, H, rule, state, double lr, hyper, double clip,
-                       double max_norm):
+cdef object _fast_step(layout, w, g, X, Y, h, ws, rule, state, double lr, hyper,
+                       double clip, double max_norm):
     """The fused step, or None when a check fails (nothing written then)."""
+    cdef Dims d
     cdef Py_buffer v[_NBUF]
     cdef int held = 0, i, j, code, nstates, nhyper
     cdef char k
-    cdef Py_ssize_t n, B, T, Hn, V, nb[_NBUF]
+    cdef Py_ssize_t n, B, T, H, V, nb[_NBUF]
     cdef double a = 0, b = 0, eps = 0, out[2]
     cdef long step = 0
-    # the scalars first: a known rule, its tuples, finite values
-    if type(H) is not int or type(state) is not tuple or type(hyper) is not tuple:
+    # the scalars first: a layout, a known rule, its tuples, finite values
+    if not _dims(layout, &d) or type(state) is not tuple or type(hyper) is not tuple:
         return None
     spec = _RULES.get(rule) if type(rule) is str else None
     if spec is None:
@@ -1018,13 +839,13 @@ cdef object _fast_step(w, g, X, Y, h, ws, H, rule, state, double lr, hyper, doub
                 return None
             # past 2**62 steps the bias corrections are 1 already (beta < 1)
             step = <long>min(hyper[3], 2**62)
-    except (TypeError, ValueError):                 # not numbers: composed_step words it
+    except (TypeError, ValueError):                 # not numbers: the checks word it
         return None
     if not (_hypers_ok(lr, a, b, eps, clip, 1.0) and max_norm > 0):
         return None
-    if not isinstance(ws, Workspace) or not 1 <= H <= _MAX:
+    if not isinstance(ws, Workspace):
         return None
-    Hn = H
+    n, H, V = d.n, d.H, d.V
     arrays = (w, g, X, Y, h, ws.hs, ws.zs, ws.dhs, ws.dhnext) + state
     try:
         for i in range(9 + nstates):
@@ -1032,9 +853,9 @@ cdef object _fast_step(w, g, X, Y, h, ws, H, rule, state, double lr, hyper, doub
                 return None
             held += 1
             nb[i] = v[i].len
-        # dtypes and shapes
+        # dtypes (the layout's) and shapes
         k = _kind(&v[0])
-        if k != c'd' and k != c'f':
+        if not ((k == c'd' and d.itemsize == 8) or (k == c'f' and d.itemsize == 4)):
             return None
         for i in range(9 + nstates):
             if _kind(&v[i]) != (c'i' if i == 2 or i == 3 else k):
@@ -1042,21 +863,17 @@ cdef object _fast_step(w, g, X, Y, h, ws, H, rule, state, double lr, hyper, doub
         if (v[0].ndim != 1 or v[1].ndim != 1 or v[2].ndim != 2 or v[3].ndim != 2
                 or v[4].ndim != 2):
             return None
-        n = v[0].shape[0]
         B, T = v[2].shape[0], v[2].shape[1]
-        if n > _MAX or (n - Hn * Hn - Hn) % (2 * Hn + 1) != 0:
+        if not _sizes_ok(B, T, H, V):
             return None
-        V = (n - Hn * Hn - Hn) // (2 * Hn + 1)
-        if not _sizes_ok(B, T, Hn, V):
-            return None
-        if (v[1].shape[0] != n or v[3].shape[0] != B or v[3].shape[1] != T
-                or v[4].shape[0] != B or v[4].shape[1] != Hn):
+        if (v[0].shape[0] != n or v[1].shape[0] != n or v[3].shape[0] != B
+                or v[3].shape[1] != T or v[4].shape[0] != B or v[4].shape[1] != H):
             return None
         for i in range(5, 9):
             if v[i].ndim != 1:
                 return None
-        if (v[5].shape[0] < (T + 1) * B * Hn or v[6].shape[0] < T * B * V
-                or v[7].shape[0] < T * B * Hn or v[8].shape[0] < B * Hn):
+        if (v[5].shape[0] < (T + 1) * B * H or v[6].shape[0] < T * B * V
+                or v[7].shape[0] < T * B * H or v[8].shape[0] < B * H):
             return None
         for i in range(9, 9 + nstates):
             if v[i].ndim != 1 or v[i].shape[0] != n:
@@ -1071,20 +888,20 @@ cdef object _fast_step(w, g, X, Y, h, ws, H, rule, state, double lr, hyper, doub
             return None
         with nogil:
             if k == c'd':
-                _fused(<double*>v[0].buf, <double*>v[1].buf,
+                _fused(&d, <double*>v[0].buf, <double*>v[1].buf,
                        <double*>v[9].buf if nstates > 0 else NULL,
-                       <double*>v[10].buf if nstates > 1 else NULL, n,
+                       <double*>v[10].buf if nstates > 1 else NULL,
                        <int32_t*>v[2].buf, <int32_t*>v[3].buf, <double*>v[4].buf,
-                       <int>B, <int>T, <int>Hn, <int>V, <double*>v[5].buf,
-                       <double*>v[6].buf, <double*>v[7].buf, <double*>v[8].buf,
+                       <int>B, <int>T, <double*>v[5].buf, <double*>v[6].buf,
+                       <double*>v[7].buf, <double*>v[8].buf,
                        code, lr, a, b, eps, step, clip, max_norm, out)
             else:
-                _fused(<float*>v[0].buf, <float*>v[1].buf,
+                _fused(&d, <float*>v[0].buf, <float*>v[1].buf,
                        <float*>v[9].buf if nstates > 0 else NULL,
-                       <float*>v[10].buf if nstates > 1 else NULL, n,
+                       <float*>v[10].buf if nstates > 1 else NULL,
                        <int32_t*>v[2].buf, <int32_t*>v[3].buf, <float*>v[4].buf,
-                       <int>B, <int>T, <int>Hn, <int>V, <float*>v[5].buf,
-                       <float*>v[6].buf, <float*>v[7].buf, <float*>v[8].buf,
+                       <int>B, <int>T, <float*>v[5].buf, <float*>v[6].buf,
+                       <float*>v[7].buf, <float*>v[8].buf,
                        code, lr, a, b, eps, step, clip, max_norm, out)
         return out[0], out[1]
     finally:
@@ -1092,17 +909,17 @@ cdef object _fast_step(w, g, X, Y, h, ws, H, rule, state, double lr, hyper, doub
             PyBuffer_Release(&v[i])
 
 
-def train_step(w not None, g not None, X not None, Y not None, h not None, ws not None,
-               H, rule, state not None, double lr, hyper not None, double clip,
+def train_step(layout, w not None, g not None, X not None, Y not None, h not None,
+               ws not None, rule, state not None, double lr, hyper not None, double clip,
                double max_norm):
     """One training step: loss_and_grads, the global norm, clipping and one update.
 
-    See ``charrnn._numpy_kernels.train_step``, the reference twin.
+    See ``charrnn.kernels.reference.train_step``, the reference twin.
     """
-    r = _fast_step(w, g, X, Y, h, ws, H, rule, state, lr, hyper, clip, max_norm)
+    r = _fast_step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm)
     if r is not None:
         return r
-    return _composed_step(_this, w, g, X, Y, h, ws, H, rule, state, lr, hyper, clip,
+    return _composed_step(_this, layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip,
                           max_norm)
 
 

@@ -12,18 +12,18 @@ import os
 import warnings
 from types import ModuleType
 
-from . import _numpy_kernels
+from . import reference
 
 BACKENDS = ("cython", "numpy")
 
 _ext: ModuleType | None = None
 _ext_error: BaseException | None = None
-if importlib.util.find_spec(__package__ + "._kernels") is None:
+if importlib.util.find_spec("charrnn._kernels") is None:
     _ext_error = ImportError("charrnn._kernels is not built (a NumPy-only install, "
                              "CHARRNN_NO_EXT=1, or a source tree without the build)")
 else:
     try:
-        from . import _kernels as _ext
+        from .. import _kernels as _ext
     except Exception as e:  # a broken build: ImportError, or anything else
         _ext_error = e
 
@@ -56,7 +56,7 @@ def get_kernels(backend: str = "auto") -> ModuleType:
     if name not in ("auto",) + BACKENDS:
         raise ValueError(f"backend must be 'auto', 'cython' or 'numpy', not {backend!r}")
     if name == "numpy":
-        return _numpy_kernels
+        return reference
     if _ext is not None:
         return _ext
     reason = f"the compiled extension charrnn._kernels is unavailable: {_ext_error!r}"
@@ -67,4 +67,4 @@ def get_kernels(backend: str = "auto") -> ModuleType:
         warnings.warn(reason + "; falling back to the NumPy backend (slower)",
                       RuntimeWarning, stacklevel=3)
         _warned = True
-    return _numpy_kernels
+    return reference
