@@ -49,12 +49,10 @@ def kernel_times(B: int, H: int, T: int, V: int, dtype: str, rounds: int,
     w = CharrnnTrain("cython", B, H, T, V, dtype)
     w.run(20)
     m, K, X, Y, h = w.model, w.K, w.X, w.Y, w.h
-    p, g = m.params, m.grads
     ws = m.workspace(B, T)
     hl = np.empty_like(h)
-    args = (p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], X, Y, h)
     m_state = w.opt.state["m"]
-    theta, grad = m.theta, m.grad
+    layout, theta, grad = m.layout, m.theta, m.grad
     inf = float("inf")
     # the fastest round: phases are differences of timings, and on a shared machine the
     # slow rounds are other processes' doing, not the kernel's
@@ -64,11 +62,10 @@ def kernel_times(B: int, H: int, T: int, V: int, dtype: str, rounds: int,
         "next_into": ct(lambda: w.batches.next_into(X, Y)),
         # a zero learning rate leaves theta as it is; the passes cost the same
         "train_step (the rest of the step, one call)": ct(
-            lambda: K.train_step(theta, grad, X, Y, h, ws, H, "adagrad", (m_state,), 0.0,
-                                 (1e-8,), 5.0, inf)),
-        "loss (forward)": ct(lambda: K.loss(*args, hl, ws)),
-        "loss_and_grads": ct(lambda: K.loss_and_grads(*args, g["Wxh"], g["Whh"], g["Why"],
-                                                      g["bh"], g["by"], hl, ws)),
+            lambda: K.train_step(layout, theta, grad, X, Y, h, ws, "adagrad", (m_state,),
+                                 0.0, (1e-8,), 5.0, inf)),
+        "loss (forward)": ct(lambda: K.loss(layout, theta, X, Y, h, hl, ws)),
+        "loss_and_grads": ct(lambda: K.loss_and_grads(layout, theta, grad, X, Y, h, hl, ws)),
         "clip_args (sumsq)": ct(lambda: clip_args(K, grad, "value", 5.0)),
         "adagrad_update": ct(lambda: K.adagrad_update(theta, grad, m_state, 0.0, 1e-8,
                                                       5.0, 1.0)),

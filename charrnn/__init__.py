@@ -22,8 +22,8 @@ from ._version import __version__
 # 562), so ``import charrnn`` and the ``charrnn`` command start without loading NumPy and
 # SciPy: a Ctrl-C while those load is then the command's own one-line "interrupted".
 _EXPORTS = {
-    "BackendUnavailable": "backend", "available_backends": "backend",
-    "get_kernels": "backend", "load": "checkpoint", "TrainConfig": "config",
+    "BackendUnavailable": "kernels.backend", "available_backends": "kernels.backend",
+    "get_kernels": "kernels.backend", "load": "checkpoint", "TrainConfig": "config",
     "Corpus": "corpus", "CheckpointError": "errors", "CorpusError": "errors",
     "TrainingDiverged": "errors", "TrainingInterrupted": "errors", "CharRNN": "model",
     "make_optimizer": "optim", "TrainResult": "trainer", "train": "trainer",
@@ -31,7 +31,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from .backend import BackendUnavailable, available_backends, get_kernels
+    from .kernels.backend import BackendUnavailable, available_backends, get_kernels
     from .checkpoint import load
     from .config import TrainConfig
     from .corpus import Corpus

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .backend import available_backends
+from .kernels.backend import available_backends
 from .corpus import Batches
 from .model import CharRNN
 from .optim import make_optimizer
@@ -161,8 +161,7 @@ class CharrnnSample:
         self.uniforms = rng.random((n_chars, 1))             # (n, B=1) float64, preallocated
         self.h = np.zeros((1, H), self.model.dtype)
         self.first = np.zeros(1, np.int32)
-        p = self.model.params
-        self._args = (p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"])
+        self._args = (self.model.layout, self.model.theta)
 
     def run(self, n: int) -> None:
         sample, args, h, U = self.K.sample, self._args, self.h, self.uniforms

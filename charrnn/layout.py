@@ -17,6 +17,7 @@ one after another, weights drawn as ``randn * 0.01`` in that order, biases zero.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -39,7 +40,7 @@ class Param(NamedTuple):
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)
 
 
 def _rnn_params(H: int, V: int) -> list[tuple[str, tuple[int, ...], str, str]]:
@@ -92,7 +93,7 @@ class Layout:
     """
 
     __slots__ = ("cell", "num_layers", "hidden_size", "vocab_size", "dtype", "params",
-                 "size", "offsets", "_index", "_recurrent")
+                 "size", "offsets", "_index", "_recurrent", "_slices")
 
     def __init__(self, hidden_size: int, vocab_size: int, dtype="float64", cell: str = "rnn",
                  num_layers: int = 1) -> None:
@@ -107,7 +108,7 @@ class Layout:
             dt = np.dtype(dtype)
         except TypeError:
             raise TypeError(f"dtype must be float32 or float64, not {dtype!r}") from None
-        if dt.name not in DTYPES:
+        if dt != np.float32 and dt != np.float64:         # (native byte order only)
             raise TypeError(f"dtype must be float32 or float64, not {dt}")
         params, offset = [], 0
         entries, recurrent = _CELL_PARAMS[cell]
@@ -124,11 +125,25 @@ class Layout:
                             ("vocab_size", V), ("dtype", dt), ("params", tuple(params)),
                             ("size", offset), ("offsets", offsets),
                             ("_index", {p.name: p for p in params}),
-                            ("_recurrent", recurrent)):
+                            ("_recurrent", recurrent),
+                            # views() runs at every kernel call of the NumPy twin
+                            ("_slices", tuple((p.name, p.offset, p.offset + p.size, p.shape)
+                                              for p in params))):
             object.__setattr__(self, slot, value)
+
+    def __init_subclass__(cls, **kwargs):
+        # the compiled kernels take a layout's offsets as they are: only this class's own
+        raise TypeError("Layout cannot be subclassed")
 
     def __setattr__(self, name, value):
         raise AttributeError("a Layout is immutable")
+
+    def __delattr__(self, name):
+        raise AttributeError("a Layout is immutable")
+
+    def __reduce__(self):
+        return (Layout, (self.hidden_size, self.vocab_size, self.dtype.name, self.cell,
+                         self.num_layers))
 
     def _key(self) -> tuple:
         return (self.cell, self.num_layers, self.hidden_size, self.vocab_size, self.dtype.name)
@@ -154,8 +169,7 @@ class Layout:
 
     def views(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """Every parameter as a view into the 1-D C-contiguous vector ``flat``."""
-        return {p.name: flat[p.offset:p.offset + p.size].reshape(p.shape)
-                for p in self.params}
+        return {name: flat[a:b].reshape(shape) for name, a, b, shape in self._slices}
 
     def zeros(self) -> np.ndarray:
         """A zeroed vector of this layout whose recurrent matrix (read twice per step

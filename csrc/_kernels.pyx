@@ -73,7 +73,8 @@ cdef struct Dims:
 cdef bint _dims(object layout, Dims* d) noexcept:
     """Fill ``d`` from ``layout``; False (for the checks to word) if it is no Layout.
 
-    A Layout is immutable and computes its own offsets, so they are taken as they are.
+    A Layout is immutable, cannot be subclassed and computes its own offsets, so they are
+    taken as they are.
     """
     cdef int i
     cdef const int64_t[::1] off
@@ -90,6 +91,13 @@ cdef bint _dims(object layout, Dims* d) noexcept:
     except Exception:
         return False
     return True
+
+
+cdef _checked_dims(object layout, Dims* d):
+    """_dims for a layout the checks have accepted."""
+    if not _dims(layout, d):
+        raise TypeError(f"layout must be a charrnn.layout.Layout, not "
+                        f"{type(layout).__name__}")
 
 
 # ----------------------------------------------------------------------------- forward
@@ -381,7 +389,7 @@ def loss_and_grads(layout, theta not None, grad not None, X not None, Y not None
     _checks.grads(layout, theta, grad, X, Y, h0, hlast, ws)
     # the checks passed where the fast ones did not (an unusual but valid dtype object,
     # say): run on normalised arrays
-    _dims(layout, &d)
+    _checked_dims(layout, &d)
     if theta.dtype == _F64:
         return _run_grads[double](&d, theta, grad, X, Y, h0, hlast, ws.hs, ws.zs, ws.dhs,
                                   ws.dhnext)
@@ -403,7 +411,7 @@ def loss(layout, theta not None, X not None, Y not None, h0 not None, hlast not 
         except (_Invalid, ValueError, TypeError, BufferError):
             pass
     _checks.chunk(layout, theta, X, Y, h0, hlast, ws)
-    _dims(layout, &d)
+    _checked_dims(layout, &d)
     if theta.dtype == _F64:
         return _run_forward[double](&d, theta, X, Y, h0, hlast, ws.hs, ws.zs)
     return _run_forward[float](&d, theta, X, Y, h0, hlast, ws.hs, ws.zs)
@@ -503,7 +511,7 @@ def sample(layout, theta not None, h not None, first_ids not None, uniforms not 
     """
     cdef Dims d
     B, n, k = _checks.sample(layout, theta, h, first_ids, uniforms, temperature, top_k)
-    _dims(layout, &d)
+    _checked_dims(layout, &d)
     dtype = layout.dtype
     out = np.empty((n, B), np.int32)
     a = np.empty((B, d.H), dtype)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import charrnn
-from charrnn import backend as _backend
+from charrnn.kernels import backend as _backend
+from charrnn.layout import Layout
 
 REQUIRE_EXT = os.environ.get("CHARRNN_REQUIRE_EXT", "") not in ("", "0")
 
@@ -118,31 +119,58 @@ def make_chunk(B: int, T: int, H: int, V: int, dtype="float64", seed: int = 1):
     return X, Y, h0
 
 
-def run_loss_and_grads(K, P, X, Y, h0, ws=None):
-    """Call ``K.loss_and_grads``; return (loss, {dWxh..dby: array}, hlast)."""
-    from charrnn import Workspace
-    B, T = X.shape
+def flat(P: dict[str, np.ndarray]) -> tuple[Layout, np.ndarray]:
+    """The ``Layout`` of the parameter dict ``P`` and a fresh flat ``theta`` holding its
+    values (an aligned vector, as a model's): ``layout.views(theta)[name][...] = P[name]``.
+
+    The five arrays must have the shapes of one layout and one float dtype.
+    """
     H, V = P["Wxh"].shape
     dtype = P["Wxh"].dtype
-    G = {d: np.full_like(P[p], np.nan) for d, p in zip(GRAD_NAMES, PARAM_NAMES)}
-    hlast = np.full((B, H), np.nan, dtype)
+    layout = Layout(H, V, dtype)
+    theta = layout.zeros()
+    views = layout.views(theta)
+    assert set(P) == set(views), sorted(P)
+    for name, view in views.items():
+        a = np.asarray(P[name])
+        assert a.shape == view.shape and a.dtype == dtype, (name, a.shape, a.dtype)
+        view[...] = a
+    return layout, theta
+
+
+def unflat(layout: Layout, theta: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
+    """The parameters (or, with ``prefix="d"``, the gradients ``dWxh..dby``) of a flat
+    vector, as views keyed by name."""
+    return {prefix + name: view for name, view in layout.views(theta).items()}
+
+
+def run_loss_and_grads(K, P, X, Y, h0, ws=None):
+    """Call ``K.loss_and_grads`` on ``flat(P)``; return (loss, {dWxh..dby: array}, hlast).
+
+    The gradient vector starts as NaN, so an entry the kernel does not write shows."""
+    from charrnn import Workspace
+    B, T = X.shape
+    layout, theta = flat(P)
+    H, V = layout.hidden_size, layout.vocab_size
+    grad = layout.zeros()
+    grad[:] = np.nan
+    hlast = np.full((B, H), np.nan, layout.dtype)
     if ws is None:
-        ws = Workspace(B, T, H, V, dtype)
-    L = K.loss_and_grads(*(P[k] for k in PARAM_NAMES), X, Y, h0,
-                         *(G[k] for k in GRAD_NAMES), hlast, ws)
-    return L, G, hlast
+        ws = Workspace(B, T, H, V, layout.dtype)
+    L = K.loss_and_grads(layout, theta, grad, X, Y, h0, hlast, ws)
+    return L, unflat(layout, grad, "d"), hlast
 
 
 def run_loss(K, P, X, Y, h0, ws=None):
-    """Call the forward-only ``K.loss``; return (loss, hlast)."""
+    """Call the forward-only ``K.loss`` on ``flat(P)``; return (loss, hlast)."""
     from charrnn import Workspace
     B, T = X.shape
-    H, V = P["Wxh"].shape
-    dtype = P["Wxh"].dtype
-    hlast = np.full((B, H), np.nan, dtype)
+    layout, theta = flat(P)
+    H, V = layout.hidden_size, layout.vocab_size
+    hlast = np.full((B, H), np.nan, layout.dtype)
     if ws is None:
-        ws = Workspace(B, T, H, V, dtype)
-    L = K.loss(*(P[k] for k in PARAM_NAMES), X, Y, h0, hlast, ws)
+        ws = Workspace(B, T, H, V, layout.dtype)
+    L = K.loss(layout, theta, X, Y, h0, hlast, ws)
     return L, hlast
 
 

@@ -1,6 +1,6 @@
 """Backend selection: names, CHARRNN_BACKEND, CHARRNN_REQUIRE_EXT, the warned fallback.
 
-A missing extension is simulated by setting ``charrnn.backend._ext`` to None (and
+A missing extension is simulated by setting ``charrnn.kernels.backend._ext`` to None (and
 ``_ext_error`` to the import error it would have raised); monkeypatch restores both.
 """
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import charrnn
-from charrnn import _numpy_kernels
-from charrnn import backend as B
+from charrnn.kernels import backend as B
+from charrnn.kernels import reference
 from conftest import compiled_kernels
 
 
@@ -30,6 +30,17 @@ def no_ext(monkeypatch):
     monkeypatch.setattr(B, "_ext", None)
     monkeypatch.setattr(B, "_ext_error", ImportError("simulated: no module charrnn._kernels"))
     monkeypatch.setattr(B, "_warned", False)
+
+
+def test_the_package_exports_the_kernels_backend():
+    """The lazy names of the package are those of charrnn.kernels.backend, where the
+    backend choice lives (it was charrnn.backend)."""
+    assert charrnn.get_kernels is B.get_kernels
+    assert charrnn.available_backends is B.available_backends
+    assert charrnn.BackendUnavailable is B.BackendUnavailable
+    for name in ("get_kernels", "available_backends", "BackendUnavailable"):
+        assert name in charrnn.__all__ and name in dir(charrnn)
+    assert charrnn.get_kernels("numpy").__name__ == "charrnn.kernels.reference"
 
 
 def test_available_backends():
@@ -58,7 +69,7 @@ def test_explicit_names(backend):
     assert model.backend == backend
     assert model.kernels is K
     assert backend in repr(model)
-    assert charrnn.get_kernels("numpy") is _numpy_kernels
+    assert charrnn.get_kernels("numpy") is reference
 
 
 @pytest.mark.parametrize("name", ["cuda", "", "numpy ", "Cython2", "auto-ish"])
@@ -77,7 +88,7 @@ def test_non_string_name_raises_type_error(name):
 
 def test_env_selects_numpy(monkeypatch):
     monkeypatch.setenv("CHARRNN_BACKEND", "numpy")
-    assert charrnn.get_kernels("auto") is _numpy_kernels
+    assert charrnn.get_kernels("auto") is reference
     assert charrnn.CharRNN("ab", hidden_size=3).backend == "numpy"
     # an explicit name wins over the environment
     K = compiled_kernels()
@@ -105,7 +116,7 @@ def test_env_invalid_raises_value_error(monkeypatch):
         charrnn.get_kernels("auto")
     with pytest.raises(ValueError, match="CHARRNN_BACKEND"):
         charrnn.CharRNN("ab", hidden_size=2)
-    assert charrnn.get_kernels("numpy") is _numpy_kernels     # explicit names still work
+    assert charrnn.get_kernels("numpy") is reference     # explicit names still work
 
 
 def test_set_backend_switches_kernels_keeps_params(backend):
@@ -126,12 +137,12 @@ def test_fallback_warns_once(no_ext):
     assert charrnn.available_backends() == ["numpy"]
     with pytest.warns(RuntimeWarning, match="falling back to the NumPy backend") as rec:
         K = charrnn.get_kernels("auto")
-    assert K is _numpy_kernels
+    assert K is reference
     assert len(rec) == 1
     assert "simulated" in str(rec[0].message)                  # says why
     with warnings.catch_warnings():
         warnings.simplefilter("error")                          # a second warning would raise
-        assert charrnn.get_kernels("auto") is _numpy_kernels
+        assert charrnn.get_kernels("auto") is reference
         model = charrnn.CharRNN("ab", hidden_size=3)
     assert model.backend == "numpy"
 
@@ -150,7 +161,7 @@ def test_fallback_never_for_explicit_cython(no_ext):
     # numpy by name neither warns nor fails
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert charrnn.get_kernels("numpy") is _numpy_kernels
+        assert charrnn.get_kernels("numpy") is reference
 
 
 def test_env_cython_without_extension_raises(no_ext, monkeypatch):
@@ -176,7 +187,7 @@ def test_require_ext_makes_the_fallback_an_error(no_ext, monkeypatch, value):
 def test_require_ext_off_values(no_ext, monkeypatch, value):
     monkeypatch.setenv("CHARRNN_REQUIRE_EXT", value)
     with pytest.warns(RuntimeWarning):
-        assert charrnn.get_kernels("auto") is _numpy_kernels
+        assert charrnn.get_kernels("auto") is reference
 
 
 def test_require_ext_with_the_extension_present(monkeypatch):

@@ -21,37 +21,40 @@ from numpy.lib.stride_tricks import as_strided
 
 import charrnn
 from charrnn import CharRNN, Vocab, Workspace
-from conftest import make_chunk, make_params
+from charrnn.layout import Layout
+from conftest import flat, make_chunk, make_params
 
 B, T, H, V, N = 2, 3, 4, 5, 6          # small sizes, every dimension > 1
 KERNELS = ("loss_and_grads", "loss", "sample", "sumsq", "clip_", "scale_", "sgd_update",
            "adagrad_update", "rmsprop_update", "adam_update")
+LAYOUT_KERNELS = ("loss_and_grads", "loss", "sample")     # train_step: the layout tests below
 IDS = ("X", "Y", "first_ids")
-OUTPUTS = {"loss_and_grads": ("dWxh", "dWhh", "dWhy", "dbh", "dby", "hlast"),
+OUTPUTS = {"loss_and_grads": ("grad", "hlast"),
            "loss": ("hlast",), "sample": ("h",), "sumsq": (), "clip_": ("g",),
            "scale_": ("g",), "sgd_update": ("w",), "adagrad_update": ("w", "m"),
            "rmsprop_update": ("w", "v"), "adam_update": ("w", "m", "v")}
 # The arguments whose shape or dtype the others are compared with: an error found by
-# changing one of them is reported against the first argument that then disagrees.
-DEFINES = {"Wxh": ("Whh", "Why", "bh", "by"), "w": ("g",), "X": ("Y",), "h": ("uniforms",)}
-DEFINES_DTYPE = {"Wxh": ("Whh",), "w": ("g",)}
+# changing one of them is reported against the first argument that then disagrees. (The
+# parameters' shapes and dtype come from the layout, which no array defines.)
+DEFINES = {"w": ("g",), "X": ("Y",), "h": ("uniforms",)}
+DEFINES_DTYPE = {"w": ("g",)}
 
 
 def make_args(kernel: str, dtype, seed: int = 0) -> dict:
     """Valid arguments of ``kernel``, in signature order (call with ``*args.values()``)."""
     dtype = np.dtype(dtype)
-    P = make_params(H, V, dtype, scale="trained", seed=seed)
+    layout, theta = flat(make_params(H, V, dtype, scale="trained", seed=seed))
     X, Y, h0 = make_chunk(B, T, H, V, dtype, seed=seed + 1)
     rng = np.random.default_rng(seed + 2)
     if kernel in ("loss_and_grads", "loss"):
-        grads = {"d" + k: np.zeros_like(v) for k, v in P.items()}
-        out = {**P, "X": X, "Y": Y, "h0": h0}
+        out = {"layout": layout, "theta": theta}
         if kernel == "loss_and_grads":
-            out.update(grads)
-        return {**out, "hlast": np.zeros((B, H), dtype), "ws": Workspace(B, T, H, V, dtype)}
+            out["grad"] = layout.zeros()
+        return {**out, "X": X, "Y": Y, "h0": h0, "hlast": np.zeros((B, H), dtype),
+                "ws": Workspace(B, T, H, V, dtype)}
     if kernel == "sample":
-        return {**P, "h": h0, "first_ids": X[:, 0].copy(), "uniforms": rng.random((N, B)),
-                "temperature": 0.8, "top_k": None}
+        return {"layout": layout, "theta": theta, "h": h0, "first_ids": X[:, 0].copy(),
+                "uniforms": rng.random((N, B)), "temperature": 0.8, "top_k": None}
     vec = {name: rng.standard_normal(7).astype(dtype) for name in ("w", "g", "m", "v")}
     vec["m"] = np.abs(vec["m"])
     vec["v"] = np.abs(vec["v"])
@@ -154,7 +157,8 @@ def huge(shape: tuple[int, ...], dtype) -> np.ndarray:
 # ---------------------------------------------------------------- not an array at all
 
 @pytest.mark.parametrize("kernel,arg", ARRAY_ARGS + [("loss_and_grads", "ws"),
-                                                     ("loss", "ws")])
+                                                     ("loss", "ws")]
+                         + [(k, "layout") for k in LAYOUT_KERNELS])
 def test_none_is_a_type_error(kernels, dtype, kernel, arg):
     args = make_args(kernel, dtype)
     args[arg] = None
@@ -239,7 +243,7 @@ def test_unaligned_arrays_give_the_same_result(kernels, dtype):
         if isinstance(a, np.ndarray):
             raw = np.zeros(a.nbytes + 1, np.uint8)
             args[k] = same_values(raw[1:].view(a.dtype).reshape(a.shape), a)
-    assert not args["Wxh"].flags.aligned
+    assert not args["theta"].flags.aligned and not args["grad"].flags.aligned
     got = run(kernels, "loss_and_grads", args)
     assert got[0] == want[0]
     for o in want[1]:
@@ -351,10 +355,12 @@ def test_argument_inside_the_workspace(kernels, dtype, kernel, arg, buf):
     kernel uses would be clobbered (an input) or clobber the scratch (an output) mid-way.
     The forward-only ``loss`` uses hs and zs, not dhs and dhnext."""
     args = make_args(kernel, dtype)
-    args["ws"] = ws = Workspace(8, 8, H, V, dtype)           # every buffer holds any argument
+    args["ws"] = ws = Workspace(32, 8, H, V, dtype)          # every buffer holds any argument
+    assert min(getattr(ws, b).size for b in ("hs", "zs", "dhs", "dhnext")) >= \
+        max(a.size for a in args.values() if isinstance(a, np.ndarray))
     want = run(kernels, kernel, args)
     args = make_args(kernel, dtype)
-    args["ws"] = ws = Workspace(8, 8, H, V, dtype)
+    args["ws"] = ws = Workspace(32, 8, H, V, dtype)
     a = args[arg]
     raw = getattr(ws, buf).view(np.uint8)
     args[arg] = same_values(raw[:a.nbytes].view(a.dtype).reshape(a.shape), a)
@@ -490,17 +496,21 @@ def test_empty_vectors_are_a_no_op(kernels, dtype, kernel):
 
 # ---------------------------------------------------------------- dimensions >= 2**31
 
+# (Rows that gave one parameter array a huge shape, Wxh (1, 2**31) or (2**16, 2**15 + 1),
+# Why (2**31, H), dWhh (2**20, 2**20), by (2**31,), now give theta or grad a huge length;
+# a layout too large for 32-bit BLAS cannot be built: test_layout.py.)
 HUGE_CASES = [
     ("sumsq", "g", (2**31,)), ("clip_", "g", (2**31,)), ("scale_", "g", (2**32 + 5,)),
     ("sgd_update", "w", (2**31,)), ("sgd_update", "g", (2**31,)),
     ("adagrad_update", "m", (2**31,)), ("adam_update", "v", (2**31,)),
     ("loss", "X", (1, 2**31)), ("loss", "X", (2**16, 2**16)), ("loss", "Y", (B, 2**31)),
-    ("loss_and_grads", "X", (2**31, 1)), ("loss_and_grads", "Wxh", (1, 2**31)),
-    ("loss_and_grads", "Wxh", (2**16, 2**15 + 1)), ("loss_and_grads", "Why", (2**31, H)),
-    ("loss_and_grads", "h0", (2**31, H)), ("loss_and_grads", "dWhh", (2**20, 2**20)),
+    ("loss", "theta", (2**32 + 5,)),
+    ("loss_and_grads", "X", (2**31, 1)), ("loss_and_grads", "theta", (2**31,)),
+    ("loss_and_grads", "theta", (2**32,)), ("loss_and_grads", "h0", (2**31, H)),
+    ("loss_and_grads", "grad", (2**31,)), ("loss_and_grads", "grad", (2**40,)),
     ("loss_and_grads", "hlast", (B, 2**31)), ("sample", "uniforms", (2**31, B)),
     ("sample", "h", (2**31, H)), ("sample", "first_ids", (2**31,)),
-    ("sample", "by", (2**31,)),
+    ("sample", "theta", (2**31,)),
 ]
 
 
@@ -542,12 +552,132 @@ def test_dimensions_of_2_31_or_more(backend, dtype, tmp_path):
 def test_chunk_too_large_for_32_bit_blas(kernels, dtype):
     """B*T and each array fit in 2**31, but the (T*B, V) logits would not."""
     Vbig, Tbig = 2**11 + 1, 2**20
-    P = make_params(1, Vbig, dtype)
+    layout = Layout(1, Vbig, dtype)
     X = np.zeros((1, Tbig), np.int32)
-    args = {**P, "X": X, "Y": X.copy(), "h0": np.zeros((1, 1), dtype),
-            "hlast": np.zeros((1, 1), dtype), "ws": Workspace(1, 1, 1, Vbig, dtype)}
+    args = {"layout": layout, "theta": layout.zeros(), "X": X, "Y": X.copy(),
+            "h0": np.zeros((1, 1), dtype), "hlast": np.zeros((1, 1), dtype),
+            "ws": Workspace(1, 1, 1, Vbig, dtype)}
     with pytest.raises(ValueError, match="too large"):
         call(kernels, "loss", args)
+
+
+# ---------------------------------------------------------------- the layout
+#
+# The kernels that compute on the parameters take a charrnn.layout.Layout and flat vectors
+# of it (theta and grad; w and g in train_step). Every check lives in
+# charrnn.kernels.checks, which both twins call, so each refusal below must read the same,
+# word for word, on both backends.
+
+def layout_args(kernel: str, dtype) -> dict:
+    """Valid arguments of a kernel that takes a layout, train_step included."""
+    if kernel != "train_step":
+        return make_args(kernel, dtype)
+    a = make_args("loss_and_grads", dtype)
+    return {"layout": a["layout"], "w": a["theta"], "g": a["grad"], "X": a["X"],
+            "Y": a["Y"], "h": a["h0"], "ws": a["ws"], "rule": "sgd", "state": (), "lr": 0.1,
+            "hyper": (), "clip": 5.0, "max_norm": float("inf")}
+
+
+STEP_KERNELS = LAYOUT_KERNELS + ("train_step",)
+THETA = {k: "w" if k == "train_step" else "theta" for k in STEP_KERNELS}   # its name
+GRAD = {"loss_and_grads": "grad", "train_step": "g"}
+
+
+def exactly(message: str) -> str:
+    return "^" + re.escape(message) + "$"
+
+
+@pytest.mark.parametrize("kernel", STEP_KERNELS)
+@pytest.mark.parametrize("bad", [None, (H, V), "rnn", H, {"hidden_size": H, "vocab_size": V},
+                                 np.zeros(3)], ids=lambda b: type(b).__name__)
+def test_layout_of_another_type(kernels, dtype, kernel, bad):
+    """Anything but a Layout (where the sizes once came from the arrays' shapes)."""
+    args = layout_args(kernel, dtype)
+    args["layout"] = bad
+    with pytest.raises(TypeError, match=exactly(
+            f"layout must be a charrnn.layout.Layout, not {type(bad).__name__}")):
+        call(kernels, kernel, args)
+
+
+@pytest.mark.parametrize("kernel", STEP_KERNELS)
+def test_layout_of_another_dtype_than_theta(kernels, dtype, kernel):
+    """A float32 layout with float64 vectors, or the reverse (where a parameter array of
+    the other float dtype was refused): the vector is named, with the layout's dtype."""
+    args = layout_args(kernel, dtype)
+    other = other_float(dtype)
+    args["layout"] = Layout(H, V, other)
+    with pytest.raises(TypeError, match=exactly(
+            f"{THETA[kernel]} must have dtype {other.name}, not {dtype.name}")):
+        call(kernels, kernel, args)
+
+
+@pytest.mark.parametrize("kernel", STEP_KERNELS)
+@pytest.mark.parametrize("which", ["theta", "grad"])
+@pytest.mark.parametrize("delta", [1, -1, "empty", "double"])
+def test_vector_of_the_wrong_length(kernels, dtype, kernel, which, delta):
+    """theta (or grad) one element longer or shorter than its layout, empty, or twice as
+    long (where a parameter array had a wrong shape)."""
+    if which == "grad" and kernel not in GRAD:
+        pytest.skip("no gradient argument")
+    args = layout_args(kernel, dtype)
+    name = GRAD[kernel] if which == "grad" else THETA[kernel]
+    layout, a = args["layout"], args[name]
+    n = {1: a.size + 1, -1: a.size - 1, "empty": 0, "double": 2 * a.size}[delta]
+    args[name] = np.zeros(n, dtype)
+    with pytest.raises(ValueError, match=exactly(
+            f"{name} must have {layout.size} elements for {layout!r}, got {n}")):
+        call(kernels, kernel, args)
+
+
+@pytest.mark.parametrize("kernel", STEP_KERNELS)
+@pytest.mark.parametrize("other", [(H + 1, V), (H - 1, V), (H, V + 1), (V, H)])
+def test_layout_of_other_sizes_than_theta(kernels, dtype, kernel, other):
+    """A layout of other sizes than the vectors were made for: theta's length disagrees
+    (even where the total agrees: H and V swapped is 2 elements off at H = 4, V = 5)."""
+    args = layout_args(kernel, dtype)
+    layout = args["layout"] = Layout(*other, dtype)
+    n = args[THETA[kernel]].size
+    assert layout.size != n
+    with pytest.raises(ValueError, match=exactly(
+            f"{THETA[kernel]} must have {layout.size} elements for {layout!r}, got {n}")):
+        call(kernels, kernel, args)
+
+
+@pytest.mark.parametrize("kernel", STEP_KERNELS)
+def test_layout_of_a_smaller_vocabulary_than_the_ids(kernels, dtype, kernel):
+    """A layout (with vectors to match) of V - 2 characters: the ids up to V - 1 no longer
+    fit, and the first one named is the first out of range."""
+    args = layout_args(kernel, dtype)
+    small = Layout(H, V - 2, dtype)
+    args["layout"] = small
+    for name in ("theta", "w", "grad", "g"):
+        if name in args:
+            args[name] = small.zeros()
+    ids = "first_ids" if kernel == "sample" else "X"
+    args[ids][...] = 0
+    pos = (1,) if kernel == "sample" else (1, 2)
+    args[ids][pos] = V - 1
+    if "Y" in args:
+        args["Y"][...] = 0
+    want = f"{ids}[{', '.join(map(str, pos))}] = {V - 1} is not a valid id in [0, {V - 2})"
+    with pytest.raises(ValueError, match=exactly(want)):
+        call(kernels, kernel, args)
+
+
+@pytest.mark.parametrize("kernel", STEP_KERNELS)
+def test_an_equal_layout_is_as_good_as_the_same_one(kernels, dtype, kernel):
+    """Layouts compare by value: a layout built anew for each call gives the same result
+    bit for bit (the kernels hold no per-layout state)."""
+    args = layout_args(kernel, dtype)
+    want = call(kernels, kernel, args)
+    again = layout_args(kernel, dtype)
+    again["layout"] = Layout(H, V, dtype)
+    assert again["layout"] == args["layout"] and again["layout"] is not args["layout"]
+    got = call(kernels, kernel, again)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    for name in ("grad", "g", "w", "hlast", "h"):
+        if name in args:
+            np.testing.assert_array_equal(again[name], args[name], err_msg=name)
 
 
 # ---------------------------------------------------------------- sampling options

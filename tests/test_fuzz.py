@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 import charrnn
 from charrnn import CharRNN, Vocab, Workspace
+from charrnn.layout import Layout
 
 KERNELS = ("loss_and_grads", "loss", "sample", "sumsq", "clip_", "scale_", "sgd_update",
            "adagrad_update", "rmsprop_update", "adam_update", "train_step")
@@ -49,7 +50,7 @@ def backends() -> list[str]:
 # fresh arguments, so each backend gets its own identical copy, views and overlaps
 # included.
 
-OUTPUTS = {"loss_and_grads": ("dWxh", "dWhh", "dWhy", "dbh", "dby", "hlast"),
+OUTPUTS = {"loss_and_grads": ("grad", "hlast"),
            "loss": ("hlast",), "sample": ("h",), "sumsq": (), "clip_": ("g",),
            "scale_": ("g",), "sgd_update": ("w",), "adagrad_update": ("w", "m"),
            "rmsprop_update": ("w", "v"), "adam_update": ("w", "m", "v"),
@@ -62,28 +63,29 @@ SCALARS = {"sample": {"temperature": 1.0, "top_k": None},
            "rmsprop_update": {"lr": 0.01, "rho": 0.99, "eps": 1e-8, "clip": 5.0, "scale": 1.0},
            "adam_update": {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "step": 1,
                            "clip": 5.0, "scale": 1.0},
-           # H is replaced by the drawn size; the Adagrad state and eps go in as (m,), (eps,)
-           "train_step": {"H": 1, "rule": "adagrad", "lr": 0.1, "eps": 1e-8, "clip": 5.0,
+           # the Adagrad state and eps go in as (m,), (eps,)
+           "train_step": {"rule": "adagrad", "lr": 0.1, "eps": 1e-8, "clip": 5.0,
                           "max_norm": 1.0}}
-ORDER = {"loss_and_grads": ("Wxh", "Whh", "Why", "bh", "by", "X", "Y", "h0", "dWxh", "dWhh",
-                            "dWhy", "dbh", "dby", "hlast", "ws"),
-         "loss": ("Wxh", "Whh", "Why", "bh", "by", "X", "Y", "h0", "hlast", "ws"),
-         "sample": ("Wxh", "Whh", "Why", "bh", "by", "h", "first_ids", "uniforms",
-                    "temperature", "top_k"),
+ORDER = {"loss_and_grads": ("layout", "theta", "grad", "X", "Y", "h0", "hlast", "ws"),
+         "loss": ("layout", "theta", "X", "Y", "h0", "hlast", "ws"),
+         "sample": ("layout", "theta", "h", "first_ids", "uniforms", "temperature", "top_k"),
          "sumsq": ("g",), "clip_": ("g", "clip"), "scale_": ("g", "scale"),
          "sgd_update": ("w", "g", "lr", "clip", "scale"),
          "adagrad_update": ("w", "g", "m", "lr", "eps", "clip", "scale"),
          "rmsprop_update": ("w", "g", "v", "lr", "rho", "eps", "clip", "scale"),
          "adam_update": ("w", "g", "m", "v", "lr", "beta1", "beta2", "eps", "step", "clip",
                          "scale"),
-         "train_step": ("w", "g", "X", "Y", "h", "ws", "H", "rule", "m", "lr", "eps", "clip",
-                        "max_norm")}
+         "train_step": ("layout", "w", "g", "X", "Y", "h", "ws", "rule", "m", "lr", "eps",
+                        "clip", "max_norm")}
 
 DTYPES = ["bool", "int8", "uint8", "int16", "int32", "int64", "uint64", "float16", "float32",
           "float64", "longdouble", "complex64", ">f8", ">f4", ">i4", "object", "U2",
           "M8[s]", "m8[s]", "V8"]
 ARRAY_KINDS = ["none", "list", "scalar", "dtype", "shape", "values", "transpose", "strided",
                "reversed", "broadcast", "unaligned", "readonly", "alias", "masked"]
+# What the layout argument may become: nothing, another type, or a Layout of the other
+# float dtype or of other sizes than the vectors and ids it comes with.
+LAYOUT_KINDS = ["none", "tuple", "int", "str", "dtype", "hidden", "vocab", "smaller vocab"]
 # Outcomes are compared across backends except for ndarray subclasses other than memmap,
 # which the compiled kernels read through the buffer protocol and NumPy does not.
 NOT_COMPARED = {"masked"}
@@ -121,6 +123,8 @@ def recipes(draw, kernel: str):
         name = draw(st.sampled_from(arrays + scalars))
         if name in scalars:
             muts.append((name, "scalar", draw(scalar_values())))
+        elif name == "layout":
+            muts.append((name, draw(st.sampled_from(LAYOUT_KINDS)), None))
         elif name == "ws":
             muts.append((name, draw(st.sampled_from(["none", "dict", "small", "dtype",
                                                      "big"])), None))
@@ -136,7 +140,8 @@ def recipes(draw, kernel: str):
                 arg = (draw(st.integers(0, 2**16)),
                        draw(st.sampled_from(ID_VALUES if name in IDS else SPECIAL)))
             elif kind == "alias":
-                arg = (draw(st.sampled_from([a for a in arrays if a not in ("ws", name)]
+                arg = (draw(st.sampled_from([a for a in arrays
+                                             if a not in ("ws", "layout", name)]
                                             or [name])), draw(st.integers(0, 3)))
             else:
                 arg = None
@@ -154,26 +159,40 @@ def base_args(kernel: str, sizes: dict, dtype: str, seed: int) -> dict:
     def ids(*shape):
         return rng.integers(0, max(V, 1), shape).astype(np.int32)
 
-    P = {"Wxh": f(H, V), "Whh": f(H, H), "Why": f(V, H), "bh": f(H), "by": f(V)}
+    # A layout has H, V >= 1: a zero size shrinks the arrays (and the vectors, whose
+    # length is that of the five parameters at the drawn sizes), not the layout.
+    layout = Layout(max(H, 1), max(V, 1), dtype)
+    N = H * V + H * H + V * H + H + V
     if kernel in ("loss_and_grads", "loss"):
-        args = {**P, "X": ids(B, T), "Y": ids(B, T), "h0": np.tanh(f(B, H))}
+        args = {"layout": layout, "theta": f(N), "X": ids(B, T), "Y": ids(B, T),
+                "h0": np.tanh(f(B, H))}
         if kernel == "loss_and_grads":
-            args.update({"d" + k: np.zeros_like(v) for k, v in P.items()})
+            args["grad"] = np.zeros(N, dtype)
         args["hlast"] = np.zeros((B, H), dtype)
         args["ws"] = Workspace(max(B, 1), max(T, 1), max(H, 1), max(V, 1), dtype)
     elif kernel == "sample":
-        args = {**P, "h": np.tanh(f(B, H)), "first_ids": ids(B), "uniforms": rng.random((n, B))}
+        args = {"layout": layout, "theta": f(N), "h": np.tanh(f(B, H)), "first_ids": ids(B),
+                "uniforms": rng.random((n, B))}
     elif kernel == "train_step":
-        N = H * V + H * H + V * H + H + V
-        args = {"w": f(N), "g": np.zeros(N, dtype), "X": ids(B, T), "Y": ids(B, T),
-                "h": np.tanh(f(B, H)), "m": np.abs(f(N)),
+        args = {"layout": layout, "w": f(N), "g": np.zeros(N, dtype), "X": ids(B, T),
+                "Y": ids(B, T), "h": np.tanh(f(B, H)), "m": np.abs(f(N)),
                 "ws": Workspace(max(B, 1), max(T, 1), max(H, 1), max(V, 1), dtype)}
     else:
         args = {"w": f(L), "g": f(L) * 10, "m": np.abs(f(L)), "v": np.abs(f(L))}
     args.update(SCALARS.get(kernel, {}))
-    if kernel == "train_step":
-        args["H"] = H
     return {k: args[k] for k in ORDER[kernel]}
+
+
+def other_layout(layout: Layout, kind: str):
+    """The layout argument replaced as ``kind`` (one of LAYOUT_KINDS) says."""
+    H, V, dtype = layout.hidden_size, layout.vocab_size, layout.dtype
+    return {"none": lambda: None, "tuple": lambda: (H, V), "int": lambda: H,
+            "str": lambda: "rnn",
+            "dtype": lambda: Layout(H, V, "float32" if dtype == np.float64 else "float64"),
+            "hidden": lambda: Layout(H + 1, V, dtype),
+            "vocab": lambda: Layout(H, V + 1, dtype),
+            # fewer characters than the ids may hold (with V = 1, another H)
+            "smaller vocab": lambda: Layout(H + (V == 1), max(V - 1, 1), dtype)}[kind]()
 
 
 def _view_of(base: np.ndarray, like: np.ndarray, offset: int) -> np.ndarray | None:
@@ -250,7 +269,10 @@ def build(recipe: dict) -> dict:
     args = base_args(recipe["kernel"], recipe["sizes"], recipe["dtype"], recipe["seed"])
     for name, kind, arg in recipe["muts"]:
         a = args[name]
-        if name == "ws":
+        if name == "layout":
+            if isinstance(a, Layout):
+                args[name] = other_layout(a, kind)
+        elif name == "ws":
             s = recipe["sizes"]
             big = [max(s[k], 1) for k in "BTHV"]
             args[name] = {"none": None, "dict": {},
@@ -286,7 +308,7 @@ def check_result(kernel: str, args: dict, r) -> None:
             assert isinstance(args[o], np.ndarray)
     elif kernel == "sample":
         B, H = args["h"].shape
-        V = args["Wxh"].shape[1]
+        V = args["layout"].vocab_size
         assert isinstance(r, np.ndarray) and r.dtype == np.int32
         assert r.shape == (args["uniforms"].shape[0], B)
         assert np.all((r >= 0) & (r < V)), r

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn import _numpy_kernels as NP
+from charrnn.kernels import reference as NP
 from conftest import GRAD_NAMES, PARAM_NAMES, SCALES, make_chunk, make_params, \
     run_loss, run_loss_and_grads
 

@@ -35,6 +35,22 @@ def test_shapes_and_dtype(dtype, H):
     assert m.theta.size == m.num_params == sum(int(np.prod(s)) for s in want.values())
 
 
+def test_layout_is_the_models(dtype):
+    """The model's layout names its flat vectors: params and grads are its views."""
+    from charrnn.layout import Layout
+    m = _model(dtype=dtype, H=9)
+    assert m.layout == Layout(9, m.vocab_size, dtype)
+    assert m.layout.dtype == m.dtype and m.layout.size == m.theta.size == m.grad.size
+    assert m.layout.names == NAMES == tuple(m.params) == tuple(m.grads)
+    for name, p in m.layout.views(m.theta).items():
+        assert m.params[name].shape == p.shape
+        assert m.params[name].ctypes.data == p.ctypes.data
+    for name, g in m.layout.views(m.grad).items():
+        assert m.grads[name].ctypes.data == g.ctypes.data
+    with pytest.raises(AttributeError):
+        m.layout.hidden_size = 3                                 # immutable
+
+
 def test_seed_determinism(dtype):
     a, b, c = _model(dtype=dtype, seed=3), _model(dtype=dtype, seed=3), _model(dtype=dtype, seed=4)
     np.testing.assert_array_equal(a.theta, b.theta)

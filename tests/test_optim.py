@@ -148,6 +148,27 @@ def test_element_clip_bounds_the_step(backend, name):
     np.testing.assert_allclose(w, w_ref, rtol=1e-12)
 
 
+def test_update_defaults_come_from_the_config(backend):
+    """Both twins' defaults are charrnn.config's, and Optimizer's are the same values."""
+    import inspect
+    from charrnn import config
+    K = charrnn.get_kernels(backend)
+    want = {"clip": config.CLIP, "eps": config.EPS, "rho": config.RHO, "beta1": config.BETA1,
+            "beta2": config.BETA2, "scale": 1.0, "step": 1}
+    for name in ("sgd", "adagrad", "rmsprop", "adam"):
+        params = inspect.signature(getattr(K, name + "_update")).parameters
+        defaults = {k: p.default for k, p in params.items()
+                    if p.default is not inspect.Parameter.empty}
+        assert defaults == {k: want[k] for k in defaults}, name
+        assert set(defaults) == {"clip", "scale"} | set(
+            h for h in ("eps", "rho", "beta1", "beta2", "step") if h in params), name
+    sample = inspect.signature(K.sample).parameters
+    assert sample["temperature"].default == config.TEMPERATURE
+    assert sample["top_k"].default is None
+    assert optim.HYPER_DEFAULTS == {"eps": config.EPS, "rho": config.RHO,
+                                    "beta1": config.BETA1, "beta2": config.BETA2}
+
+
 # ----------------------------------------------------------------------------- clipping
 
 @pytest.mark.parametrize("n", SIZES)

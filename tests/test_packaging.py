@@ -25,10 +25,15 @@ from types import ModuleType
 import pytest
 
 import charrnn
-from charrnn import _numpy_kernels, _version
+from charrnn import _version
+from charrnn.kernels import reference
 from conftest import compiled_kernels
 
 DIST = "charrnn-blas"
+# the pure-Python modules the kernels need (the NumPy twin and what both twins import)
+KERNEL_MODULES = ("charrnn/layout.py", "charrnn/kernels/__init__.py",
+                  "charrnn/kernels/backend.py", "charrnn/kernels/reference.py",
+                  "charrnn/kernels/checks.py", "charrnn/kernels/rules.py")
 ROOT = Path(__file__).resolve().parents[1]          # the checkout, when tests run from it
 PKG = Path(charrnn.__file__).resolve().parent         # the charrnn being tested
 TEST_INSTALLED = os.environ.get("CHARRNN_TEST_INSTALLED", "") not in ("", "0")
@@ -67,6 +72,14 @@ def _stub() -> dict[str, inspect.Signature | None]:
 def _plain(sig: inspect.Signature) -> list[tuple[str, object]]:
     """Parameter names and defaults only (the stub's annotations are for type checkers)."""
     return [(p.name, p.default) for p in sig.parameters.values()]
+
+
+def _as_stubbed(sig: inspect.Signature, stub: inspect.Signature) -> list[tuple[str, object]]:
+    """``_plain(sig)``, with each default the stub gives as ``...`` (a default whose value
+    lives in charrnn.config) shown as ``...`` if ``sig`` has one."""
+    want = dict(_plain(stub))
+    return [(n, ... if want.get(n) is ... and d is not inspect.Parameter.empty else d)
+            for n, d in _plain(sig)]
 
 
 def _public(module: ModuleType) -> set[str]:
@@ -122,6 +135,19 @@ def test_typing_files_are_recorded_by_the_wheel(name):
     assert name in files
 
 
+@pytest.mark.parametrize("name", KERNEL_MODULES)
+def test_kernel_modules_are_in_the_package(name):
+    assert (importlib.resources.files("charrnn").joinpath(*Path(name).parts[1:])).is_file()
+
+
+@pytest.mark.parametrize("name", KERNEL_MODULES)
+def test_kernel_modules_are_recorded_by_the_wheel(name):
+    if not _installed():
+        pytest.skip("charrnn is not installed from a wheel (editable or source tree)")
+    files = {str(f) for f in importlib.metadata.distribution(DIST).files or []}
+    assert name in files
+
+
 def test_suite_runs_against_the_installed_package():
     if not TEST_INSTALLED:
         pytest.skip("CHARRNN_TEST_INSTALLED is not set")
@@ -139,9 +165,10 @@ def test_stub_matches_the_numpy_twin():
     stub = _stub()
     assert "NAME" in stub
     for name, sig in stub.items():
-        assert hasattr(_numpy_kernels, name), name
+        assert hasattr(reference, name), name
         if sig is not None:
-            assert _plain(inspect.signature(getattr(_numpy_kernels, name))) == _plain(sig), name
+            assert _as_stubbed(inspect.signature(getattr(reference, name)), sig) == \
+                _plain(sig), name
 
 
 def test_stub_names_match_the_compiled_module():
@@ -153,7 +180,16 @@ def test_stub_signatures_match_the_compiled_module():
     K = compiled_kernels()
     for name, sig in _stub().items():
         if sig is not None:
-            assert _plain(inspect.signature(getattr(K, name))) == _plain(sig), name
+            assert _as_stubbed(inspect.signature(getattr(K, name)), sig) == _plain(sig), name
+
+
+def test_the_twins_have_the_same_signatures_and_defaults():
+    """Names, order and default values (those the stub leaves as ``...`` too) agree."""
+    K = compiled_kernels()
+    for name, sig in _stub().items():
+        if sig is not None:
+            assert _plain(inspect.signature(getattr(K, name))) == \
+                _plain(inspect.signature(getattr(reference, name))), name
 
 
 def test_stubtest_accepts_the_stub(tmp_path):
@@ -216,7 +252,8 @@ def test_no_ext_build_is_pure_python_and_says_so(tmp_path):
     (whl,) = wheels.glob("*.whl")
     assert whl.name.endswith("-py3-none-any.whl"), whl.name
     names = zipfile.ZipFile(whl).namelist()
-    assert "charrnn/_numpy_kernels.py" in names
+    for f in KERNEL_MODULES:
+        assert f in names, f
     assert not [n for n in names if n.endswith((".so", ".pyd", ".pyx", ".c"))], names
 
     site = tmp_path / "site"

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 
 import charrnn
-from charrnn import Workspace, _numpy_kernels
-from conftest import (GRAD_NAMES, PARAM_NAMES, SCALES, assert_close_to_ref, cast_params,
-                      make_chunk, make_params, run_loss, run_loss_and_grads)
+from charrnn import Workspace
+from charrnn.kernels import reference
+from charrnn.layout import Layout
+from conftest import (GRAD_NAMES, SCALES, assert_close_to_ref, cast_params, flat, make_chunk,
+                      make_params, run_loss, run_loss_and_grads, unflat)
 
-NP = _numpy_kernels
+NP = reference
 
 # float64: rtol=1e-10, atol=1e-10*max|ref|
 F64 = dict(rtol=1e-10, atol_frac=1e-10)
@@ -191,12 +193,13 @@ def test_state_carried_in_place(compiled, dtype):
     B, T, H, V = 2, 6, 5, 7
     P = make_params(H, V, dtype, "trained", seed=5)
     X, Y, h0 = make_chunk(B, T, H, V, dtype, seed=6)
+    layout, theta = flat(P)
     for K in (compiled, NP):
         L, G, hl = run_loss_and_grads(K, P, X, Y, h0)
         h = h0.copy()
-        G2 = {g: np.empty_like(G[g]) for g in GRAD_NAMES}
-        L2 = K.loss_and_grads(*(P[k] for k in PARAM_NAMES), X, Y, h,
-                              *(G2[g] for g in GRAD_NAMES), h, Workspace(B, T, H, V, dtype))
+        grad = np.empty_like(theta)
+        G2 = unflat(layout, grad, "d")
+        L2 = K.loss_and_grads(layout, theta, grad, X, Y, h, h, Workspace(B, T, H, V, dtype))
         assert L2 == L
         np.testing.assert_array_equal(h, hl)
         for g in GRAD_NAMES:
@@ -207,13 +210,15 @@ def test_inputs_not_modified(compiled):
     B, T, H, V = 2, 5, 4, 6
     P = make_params(H, V, np.float64, "trained", seed=8)
     X, Y, h0 = make_chunk(B, T, H, V, np.float64, seed=9)
-    before = {k: v.copy() for k, v in P.items()}
+    # the kernels get the very theta checked below (the helpers pass a copy)
+    layout, theta = flat(P)
+    before = theta.copy()
     X0, Y0, h00 = X.copy(), Y.copy(), h0.copy()
     for K in (compiled, NP):
-        run_loss_and_grads(K, P, X, Y, h0)
-        run_loss(K, P, X, Y, h0)
-        for k in P:
-            np.testing.assert_array_equal(P[k], before[k])
+        ws = Workspace(B, T, H, V)
+        K.loss_and_grads(layout, theta, layout.zeros(), X, Y, h0, np.zeros((B, H)), ws)
+        K.loss(layout, theta, X, Y, h0, np.zeros((B, H)), ws)
+        np.testing.assert_array_equal(theta, before)
         np.testing.assert_array_equal(X, X0)
         np.testing.assert_array_equal(Y, Y0)
         np.testing.assert_array_equal(h0, h00)
@@ -222,25 +227,35 @@ def test_inputs_not_modified(compiled):
 # ----------------------------------------------------------------------------- validation
 
 def _args(dtype=np.float64, B=2, T=3, H=4, V=5):
-    P = make_params(H, V, dtype, "trained", seed=10)
+    layout, theta = flat(make_params(H, V, dtype, "trained", seed=10))
     X, Y, h0 = make_chunk(B, T, H, V, dtype, seed=11)
-    G = {g: np.zeros_like(P[p]) for g, p in zip(GRAD_NAMES, PARAM_NAMES)}
-    return dict(P=P, X=X, Y=Y, h0=h0, G=G, hlast=np.zeros((B, H), dtype),
-                ws=Workspace(B, T, H, V, dtype))
+    return dict(layout=layout, theta=theta, grad=layout.zeros(), X=X, Y=Y, h0=h0,
+                hlast=np.zeros((B, H), dtype), ws=Workspace(B, T, H, V, dtype))
 
 
 def _call(K, a):
-    return K.loss_and_grads(*(a["P"][k] for k in PARAM_NAMES), a["X"], a["Y"], a["h0"],
-                            *(a["G"][g] for g in GRAD_NAMES), a["hlast"], a["ws"])
+    return K.loss_and_grads(a["layout"], a["theta"], a["grad"], a["X"], a["Y"], a["h0"],
+                            a["hlast"], a["ws"])
 
 
+def _set(key, value):
+    """A mutation that replaces argument ``key`` by ``value(a)``."""
+    return lambda a: a.__setitem__(key, value(a))
+
+
+# The parameters are one flat vector of the layout: where a row once broke one parameter
+# array (its dtype, shape or layout in memory), it now breaks theta, grad or the layout.
 BAD = [
-    ("Wxh float16", TypeError, lambda a: a["P"].__setitem__("Wxh", a["P"]["Wxh"].astype(np.float16))),
-    ("Whh other dtype", TypeError, lambda a: a["P"].__setitem__("Whh", a["P"]["Whh"].astype(np.float32))),
-    ("Why wrong shape", ValueError, lambda a: a["P"].__setitem__("Why", np.zeros((5, 3)))),
-    ("bh wrong shape", ValueError, lambda a: a["P"].__setitem__("bh", np.zeros(5))),
-    ("Whh not contiguous", ValueError,
-     lambda a: a["P"].__setitem__("Whh", np.asfortranarray(a["P"]["Whh"] + np.eye(4) * 0.01))),
+    ("theta float16", TypeError, _set("theta", lambda a: a["theta"].astype(np.float16))),
+    ("theta other dtype", TypeError, _set("theta", lambda a: a["theta"].astype(np.float32))),
+    ("layout other dtype", TypeError, _set("layout", lambda a: Layout(4, 5, "float32"))),
+    ("layout not a Layout", TypeError, _set("layout", lambda a: (4, 5))),
+    ("layout of another H", ValueError, _set("layout", lambda a: Layout(3, 5))),
+    ("theta too long", ValueError, _set("theta", lambda a: np.append(a["theta"], 0.0))),
+    ("theta too short", ValueError, _set("theta", lambda a: a["theta"][:-1].copy())),
+    ("theta 2-D", ValueError, _set("theta", lambda a: a["theta"].reshape(1, -1))),
+    ("theta not contiguous", ValueError,
+     _set("theta", lambda a: np.repeat(a["theta"], 2)[::2])),
     ("X int64", TypeError, lambda a: a.__setitem__("X", a["X"].astype(np.int64))),
     ("X id too large", ValueError, lambda a: a["X"].__setitem__((1, 2), 5)),
     ("Y negative id", ValueError, lambda a: a["Y"].__setitem__((0, 1), -1)),
@@ -248,11 +263,11 @@ BAD = [
     ("X 1-D", ValueError, lambda a: a.__setitem__("X", a["X"][0].copy())),
     ("h0 wrong shape", ValueError, lambda a: a.__setitem__("h0", np.zeros((3, 4)))),
     ("hlast read-only", ValueError, lambda a: a["hlast"].setflags(write=False)),
-    ("dWhy wrong shape", ValueError, lambda a: a["G"].__setitem__("dWhy", np.zeros((4, 5)))),
-    ("dbh other dtype", TypeError, lambda a: a["G"].__setitem__("dbh", np.zeros(4, np.float32))),
-    ("dWxh aliases Wxh", ValueError, lambda a: a["G"].__setitem__("dWxh", a["P"]["Wxh"])),
-    ("dWhh aliases dWxh", ValueError,
-     lambda a: a["G"].__setitem__("dWhh", a["G"]["dWxh"].reshape(-1)[:16].reshape(4, 4))),
+    ("grad wrong size", ValueError, _set("grad", lambda a: a["grad"][:-1].copy())),
+    ("grad other dtype", TypeError, _set("grad", lambda a: a["grad"].astype(np.float32))),
+    ("grad aliases theta", ValueError, _set("grad", lambda a: a["theta"])),
+    ("hlast inside grad", ValueError,
+     _set("hlast", lambda a: a["grad"][:a["hlast"].size].reshape(a["hlast"].shape))),
     ("ws not a Workspace", TypeError, lambda a: a.__setitem__("ws", object())),
     ("ws too small", ValueError, lambda a: a.__setitem__("ws", Workspace(2, 2, 4, 5))),
     ("ws other dtype", ValueError, lambda a: a.__setitem__("ws", Workspace(2, 3, 4, 5, "float32"))),

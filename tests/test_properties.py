@@ -13,8 +13,8 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from charrnn import Workspace
-from charrnn import _numpy_kernels as NP
-from conftest import GRAD_NAMES, PARAM_NAMES, assert_close_to_ref, cast_params, run_loss, \
+from charrnn.kernels import reference as NP
+from conftest import GRAD_NAMES, assert_close_to_ref, cast_params, flat, run_loss, \
     run_loss_and_grads
 
 EXAMPLES = int(os.environ.get("CHARRNN_HYPOTHESIS_EXAMPLES", "40"))
@@ -154,8 +154,9 @@ def test_sample_parity(compiled, chunk, n, temperature, k, data):
     U = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).random((n, X.shape[0]))
     first = np.ascontiguousarray(X[:, 0])
     hc, hn = h0.copy(), h0.copy()
-    a = compiled.sample(*(P[p] for p in PARAM_NAMES), hc, first, U, temperature, top_k)
-    b = NP.sample(*(P[p] for p in PARAM_NAMES), hn, first, U, temperature, top_k)
+    layout, theta = flat(P)
+    a = compiled.sample(layout, theta, hc, first, U, temperature, top_k)
+    b = NP.sample(layout, theta, hn, first, U, temperature, top_k)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(hc, hn, rtol=1e-12, atol=1e-14)
 

@@ -58,9 +58,7 @@ def test_sample_many_is_one_batch_of_independent_streams(model):
     # stream b draws with column b of the uniforms, from the same primed state
     h, first = sampling.prime_state(model, model.vocab.encode("abc").astype(np.int32), 5)
     U = np.random.default_rng(4).random((80, 5))
-    p = model.params
-    ids = model.kernels.sample(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], h, first,
-                               U, 1.0, None)
+    ids = model.kernels.sample(model.layout, model.theta, h, first, U, 1.0, None)
     assert [model.vocab.decode(ids[:, b]) for b in range(5)] == outs
     assert model.sample_many(2, 0) == ["", ""]
 

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 import charrnn
-from conftest import PARAM_NAMES, cast_params, make_params
+from conftest import cast_params, flat, make_params
 
 H, V = 24, 13
 
@@ -24,7 +24,7 @@ def _params(dtype, seed=0, scale=1.0):
 
 
 def _sample(K, P, h, first, U, temperature=1.0, top_k=None):
-    return K.sample(*(P[k] for k in PARAM_NAMES), h, first, U, temperature, top_k)
+    return K.sample(*flat(P), h, first, U, temperature, top_k)
 
 
 def _step(P, h, x):
@@ -293,16 +293,18 @@ def test_zero_steps_leave_the_state(backend, dtype):
 
 
 def test_nan_logits_through_a_masked_array_draw_valid_ids(backend):
-    """The fuzz found it: NaN logits (a NaN in Wxh) with Why a numpy.ma.MaskedArray.
-    The twin's masked arithmetic masked every NaN, and its draw then indexed an empty
-    array (IndexError). Both kernels read the arrays' data: a valid id comes out."""
+    """The fuzz found it: NaN logits (a NaN in Wxh) with the parameters in a
+    numpy.ma.MaskedArray (once Why alone; now the whole flat theta). The twin's masked
+    arithmetic masked every NaN, and its draw then indexed an empty array (IndexError).
+    Both kernels read the arrays' data: a valid id comes out."""
     K = charrnn.get_kernels(backend)
     P = _params(np.float64)
     P["Wxh"][0, 0] = np.nan
-    P["Why"] = np.ma.masked_array(P["Why"], mask=np.zeros(P["Why"].shape, bool))
+    layout, theta = flat(P)
+    theta = np.ma.masked_array(theta, mask=np.zeros(theta.shape, bool))
     h, _ = _first_state(1, np.float64)
     with np.errstate(invalid="ignore"):
-        out = _sample(K, P, h, np.zeros(1, np.int32), np.full((3, 1), 0.5))
+        out = K.sample(layout, theta, h, np.zeros(1, np.int32), np.full((3, 1), 0.5))
     assert out.dtype == np.int32 and np.all((out >= 0) & (out < V))
 
 

@@ -14,8 +14,8 @@ from scipy.special import logsumexp, softmax
 
 import charrnn
 from charrnn import Workspace
-from conftest import GRAD_NAMES, PARAM_NAMES, cast_params, make_chunk, make_params, \
-    run_loss, run_loss_and_grads
+from conftest import GRAD_NAMES, cast_params, flat, make_chunk, make_params, run_loss, \
+    run_loss_and_grads
 
 H, V = 6, 7
 LOGIT = {np.dtype(np.float64): 1e3, np.dtype(np.float32): 200.0}
@@ -135,7 +135,7 @@ def test_sampling_with_huge_logits(backend, dtype, kind, temperature, top_k):
     U[0] = 1.0
     U[1] = 0.0
     h_in = h.copy()
-    ids = K.sample(*(P[k] for k in PARAM_NAMES), h, first, U, temperature, top_k)
+    ids = K.sample(*flat(P), h, first, U, temperature, top_k)
     assert ids.shape == (n, B) and ids.min() >= 0 and ids.max() < V
     assert np.all(np.isfinite(h)) and np.abs(h).max() <= 1
     # replay in float64: each id's logit is within 50 * temperature nats of the best one

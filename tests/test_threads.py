@@ -22,7 +22,7 @@ import pytest
 
 from charrnn import CharRNN, Vocab, Workspace
 from charrnn.optim import clip_args, make_optimizer
-from conftest import compiled_kernels
+from conftest import compiled_kernels, flat
 
 try:
     import threadpoolctl
@@ -84,13 +84,11 @@ def sample_job(backend: str, dtype: str, seed: int, n: int = 300, B: int = 4,
                temperature: float = 0.9, top_k: int | None = None):
     """Draw n ids for B streams from a seeded model with the raw ``sample`` kernel."""
     m = CharRNN(VOCAB, hidden_size=32, dtype=dtype, seed=seed, backend=backend)
-    p = m.params
     rng = np.random.default_rng(seed)
     h = np.tanh(rng.standard_normal((B, 32))).astype(m.dtype)
     first = rng.integers(0, len(VOCAB), B).astype(np.int32)
     U = rng.random((n, B))
-    out = m.kernels.sample(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], h, first, U,
-                           temperature, top_k)
+    out = m.kernels.sample(m.layout, m.theta, h, first, U, temperature, top_k)
     return out, h
 
 
@@ -171,28 +169,31 @@ def _long_call(K, kernel: str, min_seconds: float = 0.35):
     """A (call, seconds) pair whose single kernel call takes at least ``min_seconds``."""
     B, H, V = 8, 256, 64
     rng = np.random.default_rng(0)
-    P = [rng.standard_normal(s) * 0.05 for s in [(H, V), (H, H), (V, H), (H,), (V,)]]
+    layout, theta = flat({k: rng.standard_normal(s) * 0.05 for k, s in
+                          [("Wxh", (H, V)), ("Whh", (H, H)), ("Why", (V, H)), ("bh", (H,)),
+                           ("by", (V,))]})
     T = 128
     while True:
         X = rng.integers(0, V, (B, T)).astype(np.int32)
         if kernel == "loss_and_grads":
-            G = [np.zeros_like(p) for p in P]
+            grad = layout.zeros()
             ws = Workspace(B, T, H, V)
 
-            def call(X=X, G=G, ws=ws):
-                K.loss_and_grads(*P, X, X, np.zeros((B, H)), *G, np.zeros((B, H)), ws)
+            def call(X=X, grad=grad, ws=ws):
+                K.loss_and_grads(layout, theta, grad, X, X, np.zeros((B, H)),
+                                 np.zeros((B, H)), ws)
         elif kernel == "train_step":
-            w = np.concatenate([p.ravel() for p in P])
+            w = theta.copy()
             ws = Workspace(B, T, H, V)
 
             def call(X=X, w=w, ws=ws):
-                K.train_step(w, np.zeros_like(w), X, X, np.zeros((B, H)), ws, H, "sgd", (),
-                             0.0, (), 5.0, np.inf)
+                K.train_step(layout, w, np.zeros_like(w), X, X, np.zeros((B, H)), ws, "sgd",
+                             (), 0.0, (), 5.0, np.inf)
         else:
             U = rng.random((T, B))
 
             def call(X=X, U=U):
-                K.sample(*P, np.zeros((B, H)), X[:, 0].copy(), U)
+                K.sample(layout, theta, np.zeros((B, H)), X[:, 0].copy(), U)
         seconds = _timed(call)
         if seconds >= min_seconds or T >= 2**16:
             return call, seconds

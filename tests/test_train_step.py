@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 import charrnn
-from charrnn import _numpy_kernels as NP
 from charrnn import Workspace
-from charrnn.layout import num_params, param_views
+from charrnn.kernels import reference as NP
+from charrnn.kernels.rules import RULES as RULE_TABLE
+from charrnn.layout import Layout
 from charrnn.optim import clip_args, clip_bounds, make_optimizer
 from conftest import assert_close_to_ref, compiled_kernels
 
@@ -30,15 +31,16 @@ def make_args(rule: str, dtype, B: int = 2, seed: int = 0) -> dict:
     """Valid arguments of ``train_step``, in signature order; the weights at the scale of
     a trained model, so the gradient is large enough for both clip kinds to act."""
     rng = np.random.default_rng(seed)
-    n = num_params(H, V)
+    layout = Layout(H, V, dtype)
+    n = layout.size
     w = (rng.standard_normal(n) * 0.5).astype(dtype)
     state = tuple(np.abs(rng.standard_normal(n)).astype(dtype) * 0.01
-                  for _ in NP.UPDATE_ARGS[rule][0])
-    return {"w": w, "g": np.full(n, np.nan, dtype),
+                  for _ in RULE_TABLE[rule].states)
+    return {"layout": layout, "w": w, "g": np.full(n, np.nan, dtype),
             "X": rng.integers(0, V, (B, T)).astype(np.int32),
             "Y": rng.integers(0, V, (B, T)).astype(np.int32),
             "h": (rng.standard_normal((B, H)) * 0.5).astype(dtype),
-            "ws": Workspace(B, T, H, V, dtype), "H": H, "rule": rule, "state": state,
+            "ws": Workspace(B, T, H, V, dtype), "rule": rule, "state": state,
             "lr": 0.05, "hyper": HYPER[rule], "clip": 5.0, "max_norm": math.inf}
 
 
@@ -113,10 +115,8 @@ def test_the_state_is_carried_in_place(kernels, dtype):
     a = make_args("adagrad", dtype)
     ref = copy_args(a)
     hlast = np.empty_like(a["h"])
-    P = param_views(ref["w"], H, V)
-    G = param_views(ref["g"], H, V)
-    kernels.loss_and_grads(*P.values(), ref["X"], ref["Y"], ref["h"], *G.values(), hlast,
-                           ref["ws"])
+    kernels.loss_and_grads(ref["layout"], ref["w"], ref["g"], ref["X"], ref["Y"], ref["h"],
+                           hlast, ref["ws"])
     kernels.train_step(*a.values())
     assert a["h"].tobytes() == hlast.tobytes()
 
@@ -206,11 +206,15 @@ def _bad_cases(dtype):
     return [
         ("rule unknown", setter("rule", "lbfgs"), ValueError),
         ("rule not a str", setter("rule", 1), ValueError),
-        ("H a float", setter("H", 7.0), TypeError),
-        ("H a bool", setter("H", True), TypeError),
-        ("H zero", setter("H", 0), ValueError),
-        ("H huge", setter("H", 2**70), ValueError),
-        ("H does not match w", setter("H", 6), ValueError),
+        # the layout replaces the argument H: H zero or huge is a Layout that cannot be
+        # built (test_layout.py); here a layout that is none, or does not fit the vectors
+        ("layout None", setter("layout", None), TypeError),
+        ("layout a tuple", setter("layout", (H, V)), TypeError),
+        ("layout an int", setter("layout", H), TypeError),
+        ("layout other dtype", setter("layout", Layout(H, V, other)), TypeError),
+        ("layout of another H", setter("layout", Layout(H - 1, V, dtype)), ValueError),
+        ("layout of another V", setter("layout", Layout(H, V + 1, dtype)), ValueError),
+        ("layout of a V below the ids", _smaller_vocabulary, ValueError),
         ("state too short", setter("state", ()), ValueError),
         ("state not a sequence", setter("state", None), TypeError),
         ("hyper too long", setter("hyper", lambda a: a["hyper"] + (1.0,)), ValueError),
@@ -251,6 +255,20 @@ def _bad_cases(dtype):
         ("ws too small", setter("ws", lambda a: Workspace(1, 1, H, V, dtype)), ValueError),
         ("ws other dtype", setter("ws", lambda a: Workspace(2, T, H, V, other)), ValueError),
     ]
+
+
+def _smaller_vocabulary(a):
+    """A layout of V - 2 with every vector resized to it: only the ids (X holds V - 1)
+    no longer fit."""
+    layout = Layout(H, V - 2, a["layout"].dtype)
+    rng = np.random.default_rng(1)
+    a["layout"] = layout
+    a["w"] = (rng.standard_normal(layout.size) * 0.5).astype(layout.dtype)
+    a["g"] = np.zeros(layout.size, layout.dtype)
+    a["state"] = tuple(np.zeros(layout.size, layout.dtype) for _ in a["state"])
+    a["X"][0, 0] = V - 1
+    a["Y"][:] = 0
+    a["ws"] = Workspace(a["X"].shape[0], T, H, V - 2, layout.dtype)
 
 
 def _read_only(a):
@@ -310,14 +328,15 @@ def test_bad_adam_arguments(kernels, label, mutate, exc):
 
 
 def test_arguments_the_fast_path_refuses_still_work():
-    """A list for the state, a NumPy integer for H, a huge Adam step: the compiled kernel
-    takes its checked path and computes the same."""
+    """A list for the state, a list for the hypers, a NumPy integer for Adam's step, a
+    huge Adam step: the compiled kernel takes its checked path and computes the same.
+    (A NumPy integer for H was one such argument; the layout now carries H.)"""
     C = compiled_kernels()
     a = make_args("adam", np.float64)
     ref = copy_args(a)
     C.train_step(*ref.values())
     for change in (lambda x: x.update(state=list(x["state"])),
-                   lambda x: x.update(H=np.int64(H)),
+                   lambda x: x.update(hyper=list(x["hyper"])),
                    lambda x: x.update(hyper=(0.9, 0.999, 1e-8, np.int32(3)))):
         b = copy_args(a)
         change(b)

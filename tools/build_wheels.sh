@@ -123,7 +123,7 @@ for v in "${FOUND[@]}"; do
     "$TOOLS/bin/auditwheel" show "$whl" | sed -n '1,4p'
     "$TOOLS/bin/twine" check --strict "$whl"
     "$TOOLS/bin/python" -m zipfile -l "$whl" > "$WORK/wheel-$v.txt"
-    for f in charrnn/_kernels.pyi charrnn/py.typed charrnn/_numpy_kernels.py; do
+    for f in charrnn/_kernels.pyi charrnn/py.typed charrnn/kernels/reference.py; do
         grep -q "^$f " "$WORK/wheel-$v.txt" || die "$(basename "$whl") lacks $f"
     done
     grep -qE '^charrnn/_kernels\.cpython-[0-9]+-x86_64-linux-gnu\.so ' "$WORK/wheel-$v.txt" \

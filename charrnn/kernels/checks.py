@@ -263,10 +263,7 @@ def _rule_args(rule, state, lr, hyper):
     return list(zip(state_names, state))
 
 
-def _vectors(w, g, states, g_out):
-    vec("w", w, out=True)
-    vec("g", g, dtype=w.dtype, out=g_out)
-    shape("g", g, w.shape)
+def _states(w, states):
     for name, s in states:
         vec(name, s, dtype=w.dtype, out=True)
         shape(name, s, w.shape)
@@ -275,7 +272,10 @@ def _vectors(w, g, states, g_out):
 def update(rule, w, g, state, lr, hyper, bound, scale):
     """The arguments of ``<rule>_update(w, g, *state, lr, *hyper, clip, scale)``."""
     states = _rule_args(rule, state, lr, hyper)
-    _vectors(w, g, states, False)
+    vec("w", w, out=True)
+    vec("g", g, dtype=w.dtype)
+    shape("g", g, w.shape)
+    _states(w, states)
     apart([("w", w)] + states, [("g", g)])
     apart([("w", w)], states)
     outputs_apart(states)                                       # Adam's m and v
@@ -288,7 +288,7 @@ def step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, bound, max_norm):
     states = _rule_args(rule, state, lr, hyper)
     theta(layout, w, "w", out=True)
     theta(layout, g, "g", out=True)                             # the gradient goes here
-    _vectors(w, g, states, True)
+    _states(w, states)
     _ids_state_ws(layout, X, Y, "h", h, True, ws)               # h carried in place
     clip(bound, 1.0)
     if not (max_norm > 0):
