@@ -1,9 +1,11 @@
 """Optimizers over the flat parameter vector: Adagrad (the classic), SGD, RMSprop, Adam.
 
-Each holds its state as flat arrays shaped like the parameters and calls the backend's
-fused update kernel, which clips and updates in one pass, or its ``train_step`` kernel,
-which runs the whole training step (forward, BPTT, norm, clip, update) in one call.
-Clipping is decided here:
+Each holds its state as flat arrays shaped like the parameters. Training runs
+:meth:`Optimizer.train_step`: the backend's ``train_step`` kernel, the whole training step
+(forward, BPTT, norm, clip, update) in one call. :meth:`Optimizer.step` applies one update
+with the separate ``<rule>_update`` kernel, which clips and updates in one pass; the tests
+compose a step from it to hold ``train_step`` to the separate kernels. Clipping is decided
+here:
 
 - ``clip_kind="value"``: each gradient entry is clipped to [-clip, clip] (the classic, 5);
 - ``clip_kind="norm"``: the whole gradient is scaled by min(1, clip / ||g||);

@@ -15,10 +15,9 @@ def aligned_zeros(n: int, dtype, at: int = 0) -> np.ndarray:
     """A zeroed flat array of ``n`` elements whose element ``at`` starts on a 64-byte
     boundary.
 
-    OpenBLAS's GEMV runs about 20% faster on a 100x100 float64 matrix that starts on a
-    32-byte boundary than on one that does not (``benchmarks/gemv_alignment.py``), and
-    NumPy only promises 16. The buffer is a slice of a slightly larger allocation, which
-    it keeps alive as its base.
+    OpenBLAS's GEMV is faster on a matrix that starts on a 32-byte boundary
+    (``benchmarks/gemv_alignment.py``, NOTES.md), and NumPy only promises 16. The buffer
+    is a slice of a slightly larger allocation, which it keeps alive as its base.
     """
     dtype = np.dtype(dtype)
     size = dtype.itemsize

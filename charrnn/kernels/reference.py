@@ -2,8 +2,8 @@
 
 Every function here has the same name, signature and result as its compiled twin; the
 tests hold the two to numerical parity. The parameters come as one flat vector ``theta``
-and its :class:`~charrnn.layout.Layout`, which names its parts. The math is
-``design.md`` section 2:
+and its :class:`~charrnn.layout.Layout`, which names its parts. The math, for ids ``X``,
+targets ``Y`` (B, T) and a start state ``h0`` (B, H):
 
     a_t = Wxh[:, X[:, t]].T + h_{t-1} @ Whh.T + bh     (B, H)   column gather, no one-hot
     h_t = tanh(a_t)
