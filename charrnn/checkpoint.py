@@ -24,31 +24,25 @@ its headers, so a damaged byte in a timestamp or a version field would otherwise
 unnoticed; with the digest, any damaged byte is an error on load. Version 1 files (no
 digest) still load.
 
-A write goes to a temporary file in the target's directory, is flushed and fsynced,
-renamed over the target with ``os.replace`` and the directory fsynced: a reader sees the
-old file or the new one, never a mix. SIGINT is held off while a checkpoint is written,
-so a Ctrl-C during a save lands after it; temporary files left by a killed process are
-removed by the next save to the same path.
+A checkpoint is written with :func:`charrnn.atomic.write_atomic` (a temporary file,
+fsync, ``os.replace``, fsync of the directory: a reader sees the old file or the new one,
+never a mix) with SIGINT held off, so a Ctrl-C during a save lands after it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-import re
-import signal
-import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ._version import __version__
+from .atomic import sigint_deferred, write_atomic
 from .config import TrainConfig
 from .errors import CheckpointError
 from .layout import param_shapes
@@ -118,86 +112,6 @@ class TrainState:
 
 # ----------------------------------------------------------------------------- saving
 
-@contextlib.contextmanager
-def _sigint_deferred():
-    """Hold SIGINT off while the body runs, then deliver it to the previous handler.
-
-    The Python-level handler is swapped (rather than the signal masked) because a
-    process-directed SIGINT may land on any thread, e.g. a BLAS worker.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending = []
-    try:
-        old = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
-    except (ValueError, OSError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if pending and callable(old):
-            old(signal.SIGINT, pending[-1])
-
-
-def _tmp_prefix(name: str) -> str:
-    return f".{name}.tmp-"
-
-
-def _stale(p: Path, pid: int) -> bool:
-    """Whether a temporary file written by process ``pid`` is abandoned."""
-    if pid == os.getpid():
-        return True             # saves in this process are serialised: ours are stale
-    if os.name != "posix":      # os.kill(pid, 0) would terminate a process on Windows
-        try:
-            return time.time() - p.stat().st_mtime > 3600
-        except OSError:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False            # alive, but someone else's
-    return False
-
-
-def clean_stale_temps(path) -> list[Path]:
-    """Remove temporary files that an interrupted save to ``path`` left behind."""
-    path = Path(path)
-    d = path.parent
-    removed = []
-    pat = re.compile(re.escape(_tmp_prefix(path.name)) + r"(\d+)-")
-    try:
-        entries = list(d.iterdir())
-    except OSError:
-        return removed
-    for p in entries:
-        m = pat.match(p.name)
-        if m and _stale(p, int(m.group(1))):
-            try:
-                p.unlink()
-                removed.append(p)
-            except OSError:
-                pass
-    return removed
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return                  # e.g. Windows: directories cannot be opened
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _meta(model: CharRNN, state: TrainState | None) -> dict:
     meta = {
         "format": FORMAT, "version": FORMAT_VERSION, "charrnn_version": __version__,
@@ -246,8 +160,6 @@ def save(path, model: CharRNN, state: TrainState | None = None) -> Path:
     path = Path(os.fspath(path))
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory")
-    d = path.parent
-    d.mkdir(parents=True, exist_ok=True)
     with _save_lock, model._lock:
         meta = json.dumps(_meta(model, state), allow_nan=False).encode("utf-8")
         arrays = {"meta": np.frombuffer(meta, np.uint8)}
@@ -256,25 +168,13 @@ def save(path, model: CharRNN, state: TrainState | None = None) -> Path:
             for slot, arr in state.optimizer.state.items():
                 arrays[f"opt.{slot}"] = arr
             arrays["h"] = state.h
-        with _sigint_deferred():
-            clean_stale_temps(path)
-            fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path.name)}{os.getpid()}-",
-                                       suffix=".tmp", dir=d)
-            try:
-                with os.fdopen(fd, "w+b") as f:
-                    np.savez(f, **arrays)
-                    _append_digest(f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(tmp, 0o666 & ~umask)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            _fsync_dir(d)                       # make the rename itself durable
+
+        def write(f) -> None:
+            np.savez(f, **arrays)
+            _append_digest(f)
+
+        with sigint_deferred():
+            write_atomic(path, write)
     return path
 
 

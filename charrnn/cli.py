@@ -13,11 +13,11 @@ import contextlib
 import json
 import math
 import os
-import signal
 import sys
 from pathlib import Path
 
 from . import __version__
+from .atomic import sigint_handler
 from .errors import CharRNNError, CheckpointError, TrainingDiverged, TrainingInterrupted
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -570,15 +570,8 @@ def _sigint_noted():
         noted.append(True)
         raise KeyboardInterrupt
 
-    try:
-        prev = signal.signal(signal.SIGINT, on_sigint)
-    except (ValueError, OSError):               # not the main thread
+    with sigint_handler(on_sigint):
         yield noted
-        return
-    try:
-        yield noted
-    finally:
-        signal.signal(signal.SIGINT, prev)
 
 
 def main(argv: list[str] | None = None) -> int:

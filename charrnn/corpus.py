@@ -20,12 +20,12 @@ import json
 import mmap
 import os
 import sysconfig
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .config import STDLIB_CHARS
 from .errors import CorpusError
 from .vocab import Vocab
@@ -333,7 +333,9 @@ class Corpus:
                 own = "".join(chr(c) for c in np.flatnonzero(seen))
                 meta = {"format": CACHE_FORMAT, "chars": n, "vocab": own}
                 if cached:
-                    _write_atomic(cdir, f"{key}.json", json.dumps(meta).encode())
+                    write_atomic(cdir / f"{key}.json",
+                                 lambda out: out.write(json.dumps(meta).encode()),
+                                 durable=False)
                 f.seek(0)
             n, own = meta["chars"], meta["vocab"]
             if vocab is None:
@@ -386,25 +388,6 @@ def _read_meta(path: Path) -> dict | None:
     return meta
 
 
-def _write_atomic(d: Path, name: str, data: bytes) -> None:
-    d.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, d / name)
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def _unlink(p) -> None:
-    try:
-        os.unlink(p)
-    except OSError:
-        pass
-
-
 def _map_ids(path: Path, n: int, dtype: np.dtype) -> mmap.mmap | None:
     """Map an id file read-only if it holds exactly ``n`` ids of ``dtype``."""
     try:
@@ -418,17 +401,11 @@ def _map_ids(path: Path, n: int, dtype: np.dtype) -> mmap.mmap | None:
 
 def _encode_to_file(f, path: Path, vocab, encoding, normalize_newlines, name,
                     chunk_size) -> None:
-    """Stream the ids into a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _encode_stream(f, vocab, encoding, normalize_newlines, name, chunk_size,
-                           lambda ids: out.write(memoryview(ids).cast("B")))
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
+    """Stream the ids into ``path``, atomically (a cache: no fsync)."""
+    def write(out) -> None:
+        _encode_stream(f, vocab, encoding, normalize_newlines, name, chunk_size,
+                       lambda ids: out.write(memoryview(ids).cast("B")))
+    write_atomic(path, write, durable=False)
 
 
 # ----------------------------------------------------------------------------- stdlib

@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from .atomic import sigint_handler
 from . import corpus as corpus_mod
 from . import sampling
 from .config import TIME_BUDGET, TrainConfig, config_fields
@@ -193,15 +192,6 @@ class Trainer:
         # only a flag: printing here could re-enter a print the loop is in the middle of
         self._interrupted = True
 
-    def _install_sigint(self) -> tuple[bool, object]:
-        """Route Ctrl-C to a flag; returns (installed, the previous handler)."""
-        if threading.current_thread() is not threading.main_thread():
-            return False, None
-        try:
-            return True, signal.signal(signal.SIGINT, self._on_sigint)
-        except (ValueError, OSError):
-            return False, None
-
     # ------------------------------------------------------------------ pieces
 
     def _sync_state(self, t0: float, elapsed0: float) -> None:
@@ -276,7 +266,8 @@ class Trainer:
         if self.metrics_path is not None:
             self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
             self._metrics_file = open(self.metrics_path, "a", encoding="utf-8")
-        installed, prev_handler = self._install_sigint()
+        interrupts = sigint_handler(self._on_sigint)      # Ctrl-C: finish the step, save
+        interrupts.__enter__()
         self._bar = self._open_bar(steps)
         t0 = time.perf_counter()
         elapsed0 = st.elapsed
@@ -390,10 +381,7 @@ class Trainer:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
-            if installed:
-                # None: the old handler was not set from Python; Python's own is closest
-                signal.signal(signal.SIGINT, signal.default_int_handler
-                              if prev_handler is None else prev_handler)
+            interrupts.__exit__(None, None, None)
             if self._metrics_file is not None:
                 self._metrics_file.close()
                 self._metrics_file = None
