@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from charrnn.bench import id_windows, synthetic_ids
-from charrnn.optim import DEFAULT_LR
+from charrnn.config import DEFAULT_LR
 
 try:
     import torch

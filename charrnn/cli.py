@@ -22,6 +22,7 @@ from .errors import CharRNNError, CheckpointError, TrainingDiverged, TrainingInt
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 PROG = "charrnn"
+BACKENDS = ("auto", "cython", "numpy")
 
 
 class UsageError(Exception):
@@ -113,6 +114,11 @@ DECAY_EVERY = _type(_decay_every, "a positive integer or 'epoch'")
 
 # ----------------------------------------------------------------------------- parser
 
+def _default_first(default: str, names) -> tuple[str, ...]:
+    """The choices of a flag: its default, then the others in their order."""
+    return (default, *(n for n in names if n != default))
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     from . import config as C
     D = C.TrainConfig()
@@ -129,30 +135,33 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh even if the output checkpoint already exists (it "
                         "is refused otherwise, so an earlier run is never lost by accident)")
+    c = C.CLASSIC
     p.add_argument("--classic", action="store_true",
-                   help="min-char-rnn's settings: H=100, T=25, B=1, Adagrad lr 0.1, "
-                        "element-wise clipping to 5 (other flags still override)")
+                   help=f"min-char-rnn's settings: H={c['hidden_size']}, T={c['seq_length']}, "
+                        f"B={c['batch_size']}, {c['optimizer'].capitalize()} lr {c['lr']:g}, "
+                        f"element-wise clipping to {c['clip']:g} (other flags still override)")
     g = p.add_argument_group("model")
     g.add_argument("--hidden-size", type=POS_INT, metavar="H",
                    help=f"hidden units (default: {D.hidden_size})")
-    g.add_argument("--dtype", choices=("float32", "float64"),
+    g.add_argument("--dtype", choices=C.DTYPES,
                    help=f"parameter dtype (default: {D.dtype})")
     g.add_argument("--seed", type=NONNEG_INT,
                    help=f"seed of the initial weights and the samples (default: {D.seed})")
-    g.add_argument("--backend", choices=("auto", "cython", "numpy"), default="auto",
-                   help="kernels to run")
+    g.add_argument("--backend", choices=BACKENDS, default="auto", help="kernels to run")
     g = p.add_argument_group("optimization")
     g.add_argument("--batch-size", type=POS_INT, metavar="B",
                    help=f"parallel streams (default: {D.batch_size})")
     g.add_argument("--seq-length", type=POS_INT, metavar="T",
                    help=f"characters per stream per step, the BPTT length "
                         f"(default: {D.seq_length})")
-    g.add_argument("--optimizer", choices=("adam", "adagrad", "rmsprop", "sgd"),
+    g.add_argument("--optimizer", choices=_default_first(D.optimizer, sorted(C.DEFAULT_LR)),
                    help=f"(default: {D.optimizer})")
+    lrs = sorted(C.DEFAULT_LR.items(), key=lambda item: (item[1], item[0]))
     g.add_argument("--lr", type=POS_FLOAT,
-                   help="learning rate (default: adam 2e-3, rmsprop 2e-3, adagrad 0.1, "
-                        "sgd 0.1)")
-    g.add_argument("--clip-kind", choices=("norm", "value", "none"),
+                   help="learning rate (default: "
+                        + ", ".join(f"{name} {lr:g}" for name, lr in lrs) + ")")
+    g.add_argument("--clip-kind", choices=_default_first(
+                       D.clip_kind, [k or "none" for k in C.CLIP_KINDS]),
                    help=f"gradient clipping: global norm, element-wise value, or none "
                         f"(default: {D.clip_kind})")
     g.add_argument("--clip", type=POS_FLOAT, help=f"clip threshold (default: {D.clip:g})")
@@ -201,9 +210,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true",
                    help="print only the summary at the end")
     g = p.add_argument_group("reading the text")
-    g.add_argument("--encoding", choices=("utf-8", "latin-1"),
-                   help="decode the file as UTF-8, or as latin-1 (any bytes, one char per "
-                        "byte) (default: utf-8)")
+    g.add_argument("--encoding", choices=C.ENCODINGS,
+                   help=f"decode the file as UTF-8, or as latin-1 (any bytes, one char per "
+                        f"byte) (default: {D.encoding})")
     g.add_argument("--normalize-newlines", action="store_true", default=None,
                    help="turn CRLF and CR line endings into LF (default: keep them)")
     g.add_argument("--cache-dir", metavar="DIR",
@@ -212,7 +221,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _draw_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--temperature", type=NONNEG_FLOAT, default=1.0,
+    from .config import TEMPERATURE
+    p.add_argument("--temperature", type=NONNEG_FLOAT, default=TEMPERATURE,
                    help="below 1: more conservative; 0: always the most likely character")
     p.add_argument("--top-k", type=POS_INT, metavar="K",
                    help="draw only among the K most likely characters (default: all)")
@@ -222,6 +232,7 @@ def _draw_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser. ``argv`` decides whether ``bench``'s own flags are loaded."""
+    from . import config as C
     p = _Parser(prog=PROG, formatter_class=_Formatter,
                 description="A fast character-level vanilla RNN language model "
                             "(min-char-rnn made real).",
@@ -249,7 +260,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _draw_args(s)
     s.add_argument("--skip-unknown", action="store_true",
                    help="drop prime characters that are not in the vocabulary")
-    s.add_argument("--backend", choices=("auto", "cython", "numpy"), default="auto")
+    s.add_argument("--backend", choices=BACKENDS, default="auto")
     s.set_defaults(handler=cmd_sample)
 
     s = sub.add_parser("score", formatter_class=_Formatter, help="bits per character of a text",
@@ -258,11 +269,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     s.add_argument("file", metavar="FILE")
     s.add_argument("--skip-unknown", action="store_true",
                    help="drop characters that are not in the vocabulary")
-    s.add_argument("--encoding", choices=("utf-8", "latin-1"),
+    s.add_argument("--encoding", choices=C.ENCODINGS,
                    help="how to decode FILE (default: as the training text was)")
     s.add_argument("--normalize-newlines", action="store_true", default=None,
                    help="turn CRLF and CR into LF (default: as the training text was)")
-    s.add_argument("--backend", choices=("auto", "cython", "numpy"), default="auto")
+    s.add_argument("--backend", choices=BACKENDS, default="auto")
     s.set_defaults(handler=cmd_score)
 
     s = sub.add_parser("info", formatter_class=_Formatter, help="describe a checkpoint",
@@ -346,12 +357,12 @@ def cmd_train(args) -> int:
         model = _load(args.resume, args.backend)
         st = model._train_state
         if st is not None:
-            for name in C.TrainConfig.FIXED:
-                if name in controls and controls[name] != getattr(st.config, name):
-                    raise UsageError(
-                        f"{PROG} train: --{name.replace('_', '-')} cannot change when "
-                        f"resuming (the checkpoint has {getattr(st.config, name)})")
-            base = st.config.replace(steps=None, time_budget=None)
+            name = st.config.changed(st.config.replace(**controls))
+            if name is not None:
+                raise UsageError(
+                    f"{PROG} train: --{name.replace('_', '-')} cannot change when "
+                    f"resuming (the checkpoint has {getattr(st.config, name)})")
+            base = st.config.continued()
         else:
             base = C.TrainConfig(hidden_size=model.hidden_size, dtype=model.dtype.name)
     else:

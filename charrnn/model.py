@@ -13,6 +13,7 @@ from types import MappingProxyType
 import numpy as np
 
 from .backend import get_kernels
+from .config import TEMPERATURE
 from .layout import num_params, param_views
 from .vocab import Vocab
 from .workspace import Workspace, aligned_zeros
@@ -239,7 +240,7 @@ class CharRNN:
         from .trainer import train
         return train(data, model=self, **kwargs)
 
-    def sample(self, n: int, prime: str = "", temperature: float = 1.0, top_k=None,
+    def sample(self, n: int, prime: str = "", temperature: float = TEMPERATURE, top_k=None,
                seed=None, skip_unknown: bool = False) -> str:
         """``n`` characters drawn after ``prime``; the same seed gives the same text.
 
@@ -248,13 +249,13 @@ class CharRNN:
         from .sampling import sample
         return sample(self, n, prime, temperature, top_k, seed, skip_unknown)
 
-    def generate(self, n=None, prime: str = "", temperature: float = 1.0, top_k=None,
+    def generate(self, n=None, prime: str = "", temperature: float = TEMPERATURE, top_k=None,
                  seed=None, skip_unknown: bool = False):
         """An iterator of sampled characters (endless if ``n`` is None); see ``sample``."""
         from .sampling import generate
         return generate(self, n, prime, temperature, top_k, seed, skip_unknown)
 
-    def sample_many(self, k: int, n: int, prime: str = "", temperature: float = 1.0,
+    def sample_many(self, k: int, n: int, prime: str = "", temperature: float = TEMPERATURE,
                     top_k=None, seed=None, skip_unknown: bool = False) -> list:
         """``k`` independent samples of ``n`` characters, drawn as one batch."""
         from .sampling import sample_many

@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .config import CLIP_KINDS, DEFAULT_LR
+
 if TYPE_CHECKING:                       # the model imports the kernels; this only names it
     from .model import CharRNN
-
-DEFAULT_LR = {"adagrad": 0.1, "sgd": 0.1, "rmsprop": 2e-3, "adam": 2e-3}
-CLIP_KINDS = ("value", "norm", None)
 
 
 class Optimizer:

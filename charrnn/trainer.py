@@ -40,7 +40,6 @@ from .optim import make_optimizer
 
 LN2 = math.log(2.0)
 RELEASE_EVERY = 256          # steps between dropping mapped corpus pages from the RSS
-PER_CALL = ("steps", "time_budget")   # controls that a resumed run does not inherit
 
 
 @dataclass
@@ -573,8 +572,7 @@ def train(data=None, *, model: CharRNN | None = None, config: TrainConfig | None
     state = prior if resume else None
 
     if prior is not None:
-        base = config if config is not None else prior.config.replace(
-            **{k: None for k in PER_CALL})
+        base = config if config is not None else prior.config.continued()
     else:
         base = config if config is not None else TrainConfig()
         if model is not None:
@@ -582,12 +580,11 @@ def train(data=None, *, model: CharRNN | None = None, config: TrainConfig | None
                                 seed=int(model.seed))
     cfg = base.replace(**controls).validate()
     if model is not None:
-        fixed = ("hidden_size", "dtype") + (TrainConfig.FIXED if state is not None else ())
         ref = state.config if state is not None else base
-        for name in dict.fromkeys(fixed):
-            if getattr(cfg, name) != getattr(ref, name):
-                raise ValueError(f"{name} cannot change when continuing a model: it has "
-                                 f"{getattr(ref, name)!r}, asked for {getattr(cfg, name)!r}")
+        name = ref.changed(cfg, TrainConfig.FIXED if state is not None else TrainConfig.MODEL)
+        if name is not None:
+            raise ValueError(f"{name} cannot change when continuing a model: it has "
+                             f"{getattr(ref, name)!r}, asked for {getattr(cfg, name)!r}")
 
     if data is None and model is not None:
         data = _resume_corpus(state)
