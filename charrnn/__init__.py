@@ -24,23 +24,23 @@ from ._version import __version__
 _EXPORTS = {
     "BackendUnavailable": "backend", "available_backends": "backend",
     "get_kernels": "backend", "load": "checkpoint", "TrainConfig": "config",
-    "Corpus": "corpus", "CheckpointError": "errors", "CorpusError": "errors",
+    "Corpus": "data.corpus", "CheckpointError": "errors", "CorpusError": "errors",
     "TrainingDiverged": "errors", "TrainingInterrupted": "errors", "CharRNN": "model",
     "make_optimizer": "optim", "TrainResult": "trainer", "train": "trainer",
-    "Vocab": "vocab", "Workspace": "workspace",
+    "Vocab": "data.vocab", "Workspace": "workspace",
 }
 
 if TYPE_CHECKING:
     from .backend import BackendUnavailable, available_backends, get_kernels
     from .checkpoint import load
     from .config import TrainConfig
-    from .corpus import Corpus
+    from .data.corpus import Corpus
     from .errors import (CheckpointError, CorpusError, TrainingDiverged,
                          TrainingInterrupted)
     from .model import CharRNN
     from .optim import make_optimizer
     from .trainer import TrainResult, train
-    from .vocab import Vocab
+    from .data.vocab import Vocab
     from .workspace import Workspace
 
 

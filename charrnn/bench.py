@@ -38,10 +38,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from .backend import available_backends
-from .corpus import Batches
+from .data.batches import Batches
 from .model import CharRNN
 from .optim import make_optimizer
-from .vocab import id_dtype
+from .data.vocab import id_dtype
 
 DTYPES = ("float32", "float64")
 

@@ -48,7 +48,7 @@ from .errors import CheckpointError
 from .layout import param_shapes
 from .model import CharRNN
 from .optim import OPTIMIZERS, Optimizer, make_optimizer
-from .vocab import Vocab
+from .data.vocab import Vocab
 
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 2

@@ -405,7 +405,7 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
     from . import sampling
-    from .corpus import read_text
+    from .data.text import read_text
 
     model = _load(args.checkpoint, args.backend)
     if args.top_k is not None and args.top_k > model.vocab_size:
@@ -433,7 +433,8 @@ def cmd_sample(args) -> int:
 
 def cmd_score(args) -> int:
     from . import sampling
-    from .corpus import Corpus, read_text
+    from .data.corpus import Corpus
+    from .data.text import read_text
 
     model = _load(args.checkpoint, args.backend)
     enc, norm = _text_options(model, args)

@@ -15,7 +15,7 @@ import numpy as np
 from .backend import get_kernels
 from .config import TEMPERATURE
 from .layout import num_params, param_views
-from .vocab import Vocab
+from .data.vocab import Vocab
 from .workspace import Workspace, aligned_zeros
 
 _MAX = 2**31 - 1

@@ -31,7 +31,9 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .atomic import sigint_handler
-from . import corpus as corpus_mod
+from .data.batches import Batches
+from .data.corpus import Corpus
+from .data.corpus import load as load_corpus
 from . import sampling
 from .config import TIME_BUDGET, TrainConfig, config_fields
 from .errors import CorpusError, TrainingDiverged, TrainingInterrupted
@@ -118,7 +120,7 @@ def _fmt_time(s: float) -> str:
 class Trainer:
     """Runs the fit loop for one model, corpus, config and state. Use :func:`train`."""
 
-    def __init__(self, model: CharRNN, corpus: corpus_mod.Corpus, state: ckpt.TrainState, *,
+    def __init__(self, model: CharRNN, corpus: Corpus, state: ckpt.TrainState, *,
                  checkpoint=None, best_checkpoint=None, metrics=None, verbose: bool = True,
                  callback: Callable[[dict], object] | None = None, restore_best: bool = False,
                  out=None) -> None:
@@ -133,7 +135,7 @@ class Trainer:
         if cfg.eval_max_chars is not None:
             val_ids = val_ids[:cfg.eval_max_chars + 1]
         self.val_ids = val_ids if val_ids.size >= 2 else None
-        self.batches = corpus_mod.Batches(train_ids, cfg.batch_size, cfg.seq_length,
+        self.batches = Batches(train_ids, cfg.batch_size, cfg.seq_length,
                                           state.position, state.epoch)
         if self.batches.position != state.position:
             state.h.fill(0)                      # a position past this text's streams
@@ -588,7 +590,7 @@ def train(data=None, *, model: CharRNN | None = None, config: TrainConfig | None
 
     if data is None and model is not None:
         data = _resume_corpus(state)
-    corpus = corpus_mod.load(data, vocab=None if model is None else model.vocab,
+    corpus = load_corpus(data, vocab=None if model is None else model.vocab,
                              encoding=cfg.encoding, normalize_newlines=cfg.normalize_newlines,
                              cache_dir=cache_dir)
     if model is None:
