@@ -323,7 +323,7 @@ def _os_error(e: OSError) -> str:
 
 
 def _load(path, backend="auto"):
-    from .checkpoint import load
+    from .api import load
     return load(path, backend)
 
 
@@ -342,7 +342,8 @@ def _text_options(model, args) -> tuple[str, bool]:
 
 def cmd_train(args) -> int:
     from . import config as C
-    from .trainer import default_paths, train
+    from .api import train
+    from .training.run import default_paths
 
     controls = {}
     for name in C.config_fields():
@@ -465,7 +466,7 @@ def _vocab_preview(chars: str, limit: int = 100) -> str:
 
 
 def cmd_info(args) -> int:
-    from .checkpoint import read
+    from .api import read
 
     model, st, meta = read(args.checkpoint)
     if args.json:
