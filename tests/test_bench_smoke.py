@@ -6,7 +6,6 @@ No timing assertions: the speed of anything is the suite's business, not the tes
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -18,25 +17,13 @@ import pytest
 
 import charrnn
 from charrnn import bench
-from conftest import compiled_kernels
+from conftest import BENCH_DIR, compiled_kernels
+from conftest import benchmark_module as _import
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 IMPLS = ("compiled", "numpy", "classic", "torch")
 
 pytestmark = pytest.mark.skipif(not (BENCH_DIR / "run.py").is_file(),
                                 reason="benchmarks/ is not beside the tests")
-
-
-def _import(name: str):
-    """A module of benchmarks/ (one without sibling imports), loaded by path under a
-    private name so nothing on sys.path is shadowed."""
-    key = f"_charrnn_benchmarks_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, BENCH_DIR / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
 
 
 @pytest.fixture(scope="module")
