@@ -343,6 +343,7 @@ def _text_options(model, args) -> tuple[str, bool]:
 def cmd_train(args) -> int:
     from . import config as C
     from .api import train
+    from .training.report import summary
     from .training.run import default_paths
 
     controls = {}
@@ -393,11 +394,8 @@ def cmd_train(args) -> int:
                    metrics=metrics, verbose=not args.quiet, backend=args.backend,
                    cache_dir=args.cache_dir)
     if args.quiet:
-        print(f"checkpoint: {result.checkpoint}")
-        if result.best_val_loss is not None:
-            print(f"best validation loss: {result.best_val_loss:.4f} nats/char "
-                  f"({result.best_val_bpc:.3f} bits/char) at step {result.best_step:,}")
-        print(f"throughput: {result.chars_per_s:,.0f} chars/s")
+        for line in summary(result, best_file=False):
+            print(line)
     return EXIT_OK
 
 

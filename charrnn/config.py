@@ -1,9 +1,10 @@
-"""Training configuration: every control of a run, its defaults, and the classic preset.
+"""The defaults, in one place, and the training configuration: every control of a run.
 
-The defaults of the command line and of :func:`charrnn.train` are the module constants
-below, in this one place. ``CLASSIC`` is min-char-rnn's own setting (H=100, T=25, B=1,
-Adagrad at lr 0.1, element-wise clipping to [-5, 5], a constant lr), one flag away as
-``--classic``.
+The defaults of the command line, of :func:`charrnn.train`, of sampling and of the
+optimizers are the module constants below; the CLI's help is generated from them.
+``CLASSIC`` is min-char-rnn's own setting (H=100, T=25, B=1, Adagrad at lr 0.1,
+element-wise clipping to [-5, 5], a constant lr), one flag away as ``--classic``. This
+module imports nothing of charrnn: everything else may read it.
 """
 
 from __future__ import annotations

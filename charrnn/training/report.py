@@ -20,6 +20,18 @@ if TYPE_CHECKING:
     from ..model import CharRNN
 
 
+def summary(r: TrainResult, best_file: bool = True) -> list[str]:
+    """The last lines of a run: its checkpoint, the best validation loss (and, with
+    ``best_file``, the file that holds it) and the throughput."""
+    lines = [f"checkpoint: {r.checkpoint}"] if r.checkpoint else []
+    if r.best_val_loss is not None:
+        extra = f" ({r.best_checkpoint})" if best_file and r.best_checkpoint else ""
+        lines.append(f"best validation loss: {r.best_val_loss:.4f} nats/char "
+                     f"({r.best_val_bpc:.3f} bits/char) at step {r.best_step:,}{extra}")
+    lines.append(f"throughput: {r.chars_per_s:,.0f} chars/s")
+    return lines
+
+
 def fmt_time(s: float) -> str:
     """Seconds as ``M:SS``, or ``H:MM:SS`` from an hour on."""
     s = int(round(s))
@@ -131,10 +143,5 @@ class Reporter:
         """Steps, the checkpoint, the best validation loss and the throughput of a run."""
         self.print(f"done: {r.steps_run:,} steps this run ({r.stopped}), step {r.step:,} "
                    f"in all, {fmt_time(r.elapsed)}")
-        if r.checkpoint:
-            self.print(f"checkpoint: {r.checkpoint}")
-        if r.best_val_loss is not None:
-            extra = f" ({r.best_checkpoint})" if r.best_checkpoint else ""
-            self.print(f"best validation loss: {r.best_val_loss:.4f} nats/char "
-                       f"({r.best_val_bpc:.3f} bits/char) at step {r.best_step:,}{extra}")
-        self.print(f"throughput: {r.chars_per_s:,.0f} chars/s")
+        for line in summary(r):
+            self.print(line)
