@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy.linalg import blas as fblas
 
-from charrnn.bench import Timing, call_times
+from charrnn.bench import Timing
 from charrnn.workspace import aligned_zeros
 
 
@@ -134,8 +135,8 @@ class StepOperands:
         for p in products:
             for name, shape in p.shapes().items():
                 if name not in self.buf:
-                    # on 64-byte boundaries, as the kernels' buffers are: a 100x100
-                    # float64 GEMV is about 20% slower on a matrix that is not
+                    # on 64-byte boundaries, as the kernels' buffers are: a GEMV is
+                    # slower on a matrix that is not (NOTES.md, attempt 7)
                     self.buf[name] = self._zeros(shape)
                     self.buf[name][...] = rng.standard_normal(shape) * 0.01
                 elif self.buf[name].shape != shape:
@@ -205,6 +206,29 @@ class BlasOnly:
             for call, count in self._calls:
                 for _ in range(count):
                     call()
+
+
+def call_times(fn: Callable[[], Any], rounds: int = 5, round_time: float = 0.05
+               ) -> list[float]:
+    """Seconds per call of ``fn`` in each of ``rounds`` rounds of about ``round_time``."""
+    fn()
+    n, dt = 1, 0.0
+    while True:                                              # calibrate
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= round_time / 4 or n >= 1 << 24:
+            break
+        n *= 4
+    n = max(1, round(n * round_time / max(dt, 1e-9)))
+    per = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        per.append((time.perf_counter() - t0) / n)
+    return per
 
 
 def subtract_null(blas: Timing, null: Timing) -> None:

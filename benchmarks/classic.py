@@ -10,13 +10,53 @@ Adagrad (lr 0.1), and ``np.random.choice(range(vocab_size), p=p.ravel())`` for s
 It runs one stream (B = 1) in float64. It is not part of the charrnn package.
 
 The only changes are packaging: the globals live on an object, the text is passed in,
-the sampler's progress print and the training loop's periodic sampling are left out (the
-benchmark times training and sampling separately).
+``lossFun`` takes the parameters as arguments (the method on the object clips, as the
+original does; the tests compare charrnn with the unclipped function), the sampler's
+progress print and the training loop's periodic sampling are left out (the benchmark
+times training and sampling separately).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
+    """
+    inputs,targets are both list of integers.
+    hprev is Hx1 array of initial hidden state
+    returns the loss, gradients on model parameters, and last hidden state
+    (the original's lossFun with the parameters passed in, and its clipping left to
+    MinCharRNN.lossFun: tests/test_classic.py holds charrnn to these raw gradients)
+    """
+    vocab_size = Wxh.shape[1]
+    xs, hs, ys, ps = {}, {}, {}, {}
+    hs[-1] = np.copy(hprev)
+    loss = 0
+    # forward pass
+    for t in range(len(inputs)):
+        xs[t] = np.zeros((vocab_size, 1))  # encode in 1-of-k representation
+        xs[t][inputs[t]] = 1
+        hs[t] = np.tanh(np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t - 1]) + bh)  # hidden state
+        ys[t] = np.dot(Why, hs[t]) + by  # unnormalized log probabilities for next chars
+        ps[t] = np.exp(ys[t]) / np.sum(np.exp(ys[t]))  # probabilities for next chars
+        loss += -np.log(ps[t][targets[t], 0])  # softmax (cross-entropy loss)
+    # backward pass: compute gradients going backwards
+    dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
+    dbh, dby = np.zeros_like(bh), np.zeros_like(by)
+    dhnext = np.zeros_like(hs[0])
+    for t in reversed(range(len(inputs))):
+        dy = np.copy(ps[t])
+        dy[targets[t]] -= 1  # backprop into y
+        dWhy += np.dot(dy, hs[t].T)
+        dby += dy
+        dh = np.dot(Why.T, dy) + dhnext  # backprop into h
+        dhraw = (1 - hs[t] * hs[t]) * dh  # backprop through tanh nonlinearity
+        dbh += dhraw
+        dWxh += np.dot(dhraw, xs[t].T)
+        dWhh += np.dot(dhraw, hs[t - 1].T)
+        dhnext = np.dot(Whh.T, dhraw)
+    return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1]
 
 
 class MinCharRNN:
@@ -59,42 +99,13 @@ class MinCharRNN:
         self.hprev = np.zeros((hidden_size, 1))
 
     def lossFun(self, inputs, targets, hprev):
-        """
-        inputs,targets are both list of integers.
-        hprev is Hx1 array of initial hidden state
-        returns the loss, gradients on model parameters, and last hidden state
-        """
-        Wxh, Whh, Why, bh, by = self.Wxh, self.Whh, self.Why, self.bh, self.by
-        vocab_size = self.vocab_size
-        xs, hs, ys, ps = {}, {}, {}, {}
-        hs[-1] = np.copy(hprev)
-        loss = 0
-        # forward pass
-        for t in range(len(inputs)):
-            xs[t] = np.zeros((vocab_size, 1))  # encode in 1-of-k representation
-            xs[t][inputs[t]] = 1
-            hs[t] = np.tanh(np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t - 1]) + bh)  # hidden state
-            ys[t] = np.dot(Why, hs[t]) + by  # unnormalized log probabilities for next chars
-            ps[t] = np.exp(ys[t]) / np.sum(np.exp(ys[t]))  # probabilities for next chars
-            loss += -np.log(ps[t][targets[t], 0])  # softmax (cross-entropy loss)
-        # backward pass: compute gradients going backwards
-        dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
-        dbh, dby = np.zeros_like(bh), np.zeros_like(by)
-        dhnext = np.zeros_like(hs[0])
-        for t in reversed(range(len(inputs))):
-            dy = np.copy(ps[t])
-            dy[targets[t]] -= 1  # backprop into y
-            dWhy += np.dot(dy, hs[t].T)
-            dby += dy
-            dh = np.dot(Why.T, dy) + dhnext  # backprop into h
-            dhraw = (1 - hs[t] * hs[t]) * dh  # backprop through tanh nonlinearity
-            dbh += dhraw
-            dWxh += np.dot(dhraw, xs[t].T)
-            dWhh += np.dot(dhraw, hs[t - 1].T)
-            dhnext = np.dot(Whh.T, dhraw)
+        """The original's lossFun: the loss, the gradients clipped to [-5, 5], the last
+        hidden state."""
+        loss, dWxh, dWhh, dWhy, dbh, dby, h = lossFun(inputs, targets, hprev, self.Wxh,
+                                                      self.Whh, self.Why, self.bh, self.by)
         for dparam in [dWxh, dWhh, dWhy, dbh, dby]:
             np.clip(dparam, -5, 5, out=dparam)  # clip to mitigate exploding gradients
-        return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1]
+        return loss, dWxh, dWhh, dWhy, dbh, dby, h
 
     def sample(self, h, seed_ix, n):
         """

@@ -35,7 +35,10 @@ if str(HERE) not in sys.path:
 import numpy as np  # noqa: E402
 
 import bound  # noqa: E402
-from charrnn.bench import CharrnnTrain, call_times, cpu_model, pin_threads  # noqa: E402
+from bound import call_times  # noqa: E402
+from environment import cpu_model  # noqa: E402
+
+from charrnn.bench import CharrnnTrain, pin_threads  # noqa: E402
 from charrnn.optim import clip_args  # noqa: E402
 
 

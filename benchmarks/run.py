@@ -8,7 +8,8 @@ Writes ``results.json``, ``results.md`` and ``throughput.png`` to ``--out`` (def
 ``benchmarks/results``) and, with ``--results-md PATH``, a report with the command line
 and the machine (``benchmarks/RESULTS.md`` holds the latest full run). This file is the
 command line; ``suite.py`` runs the cases, ``report.py`` renders them, and the method and
-the timing code are ``charrnn.bench``'s. See ``benchmarks/README.md``.
+the timing code are ``charrnn.bench``'s (``allocations.py`` and ``environment.py`` add the
+suite's own records). See ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import sys
 from pathlib import Path
 
-from charrnn.bench import _positive_int as _pos_int  # one parser for both command lines
+from charrnn.bench import positive_int as _pos_int  # one parser for both command lines
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:                       # the sibling modules, from any cwd

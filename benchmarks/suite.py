@@ -18,10 +18,12 @@ import bound
 import classic
 import report
 import torch_peer  # imports torch when it is installed
+from allocations import allocation_check
+from environment import environment
+
 import charrnn
 from charrnn import available_backends
-from charrnn.bench import (CharrnnSample, CharrnnTrain, allocation_check, environment,
-                           measure, paired_ratio, pin_threads)
+from charrnn.bench import CharrnnSample, CharrnnTrain, measure, paired_ratio, pin_threads
 
 HERE = Path(__file__).resolve().parent
 BASELINES = ("classic", "torch")

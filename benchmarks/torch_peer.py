@@ -19,8 +19,7 @@ import math
 
 import numpy as np
 
-from charrnn.bench import id_windows, synthetic_ids
-from charrnn.optim import DEFAULT_LR
+from charrnn.config import DEFAULT_LR
 
 try:
     import torch
@@ -90,6 +89,18 @@ def chunk_loss(rnn, out, X, Y, h):
     z = out(hs)                                             # (T, B, V)
     loss = F.cross_entropy(z.reshape(T * B, V), Y.reshape(T * B), reduction="sum") / B
     return loss, h_last
+
+
+def synthetic_ids(B: int, T: int, V: int, windows: int, seed: int) -> np.ndarray:
+    """(B, windows*T + 1) int32 ids from a seeded generator: B streams of uniform ids."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, V, size=(B, windows * T + 1), dtype=np.int32)
+
+
+def id_windows(ids: np.ndarray, T: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (inputs, targets) views of each step's window, made once so a step copies only."""
+    B, n = ids.shape
+    return [(ids[:, p:p + T], ids[:, p + 1:p + T + 1]) for p in range(0, n - T, T)]
 
 
 class TorchTrain:

@@ -23,24 +23,24 @@ from ._version import __version__
 # SciPy: a Ctrl-C while those load is then the command's own one-line "interrupted".
 _EXPORTS = {
     "BackendUnavailable": "kernels.backend", "available_backends": "kernels.backend",
-    "get_kernels": "kernels.backend", "load": "checkpoint", "TrainConfig": "config",
-    "Corpus": "corpus", "CheckpointError": "errors", "CorpusError": "errors",
+    "get_kernels": "kernels.backend", "load": "api", "TrainConfig": "config",
+    "Corpus": "data.corpus", "CheckpointError": "errors", "CorpusError": "errors",
     "TrainingDiverged": "errors", "TrainingInterrupted": "errors", "CharRNN": "model",
-    "make_optimizer": "optim", "TrainResult": "trainer", "train": "trainer",
-    "Vocab": "vocab", "Workspace": "workspace",
+    "make_optimizer": "optim", "TrainResult": "training.result", "train": "api",
+    "Vocab": "data.vocab", "Workspace": "workspace",
 }
 
 if TYPE_CHECKING:
+    from .api import load, train
     from .kernels.backend import BackendUnavailable, available_backends, get_kernels
-    from .checkpoint import load
     from .config import TrainConfig
-    from .corpus import Corpus
+    from .data.corpus import Corpus
+    from .data.vocab import Vocab
     from .errors import (CheckpointError, CorpusError, TrainingDiverged,
                          TrainingInterrupted)
     from .model import CharRNN
     from .optim import make_optimizer
-    from .trainer import TrainResult, train
-    from .vocab import Vocab
+    from .training.result import TrainResult
     from .workspace import Workspace
 
 

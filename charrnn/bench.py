@@ -1,5 +1,6 @@
-"""Throughput measurement: the quick ``charrnn bench`` command and the timing code it shares
-with the benchmark suite in ``benchmarks/``.
+"""``charrnn bench``: a quick training and sampling throughput check of the installed
+backends, with the timing method of the benchmark suite (``benchmarks/``, not installed),
+which uses the workloads, the thread pinning and the timing below.
 
 The method, in one place:
 
@@ -9,28 +10,21 @@ The method, in one place:
 - run the implementations interleaved, round by round (the order rotates every round), so
   a slow spell of a shared machine hits them all alike;
 - report the median and the range (min-max) of the rounds, and quote ratios paired round
-  by round against a baseline measured in the same rounds;
-- record the machine and the libraries next to the numbers.
+  by round against a baseline measured in the same rounds.
 
-The timed charrnn training step is the trainer's: the next chunk into preallocated int32
-id buffers (``corpus.Batches``), then ``Optimizer.train_step``, one kernel call that runs
-forward and BPTT with the state carried in place, the global norm, clipping and the
-update over the flat ``theta``/``grad``, and the NaN/Inf guard on its result.
+The timed training step is the trainer's own: :class:`charrnn.training.step.Stepper`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,12 +32,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from .kernels.backend import available_backends
-from .corpus import Batches
+from .config import DTYPES, TrainConfig
+from .data.batches import Batches
+from .data.vocab import id_dtype
 from .model import CharRNN
 from .optim import make_optimizer
-from .vocab import id_dtype
+from .training.state import TrainState
+from .training.step import Stepper
 
-DTYPES = ("float32", "float64")
+# the quick check's size and length: a mid-sized model, a few seconds
+BATCH_SIZE, HIDDEN_SIZE, SEQ_LENGTH, VOCAB_SIZE = 32, 256, 50, 65
+DTYPE, THREADS, SECONDS, ROUNDS = "float32", 1, 3.0, 5
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -65,26 +64,9 @@ def synthetic_vocab(V: int) -> str:
     return "".join(chr(32 + i) for i in range(V))
 
 
-def synthetic_ids(B: int, T: int, V: int, windows: int, seed: int) -> np.ndarray:
-    """(B, windows*T + 1) int32 ids from a seeded generator: B streams of uniform ids."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, V, size=(B, windows * T + 1), dtype=np.int32)
-
-
-def id_windows(ids: np.ndarray, T: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The (inputs, targets) views of each step's window, made once so a step copies only."""
-    B, n = ids.shape
-    return [(ids[:, p:p + T], ids[:, p + 1:p + T + 1]) for p in range(0, n - T, T)]
-
-
 class CharrnnTrain:
-    """Training steps of a CharRNN as :class:`charrnn.trainer.Trainer` runs them (at a
-    constant learning rate).
-
-    One step: the next T ids of each of the B streams into preallocated int32 (B, T)
-    buffers (``corpus.Batches.next_into``, the state zeroed when the walk restarts), then
-    ``Optimizer.train_step``: forward + BPTT with the state carried in place, the global
-    norm, clipping and the update in one kernel call; then the trainer's NaN/Inf guard.
+    """Training steps of a CharRNN, the trainer's own (:class:`~charrnn.training.step.
+    Stepper`) at a constant learning rate, over a synthetic text of uniform random ids.
 
     Parameters
     ----------
@@ -96,11 +78,11 @@ class CharrnnTrain:
         Any name ``charrnn.make_optimizer`` takes; Adagrad (lr 0.1) is the classic.
     clip_kind, clip : the clipping rule (element-wise to [-5, 5] is the classic).
     windows : int
-        Steps per pass over the synthetic text (uniform random ids) before it restarts.
+        Steps per pass over the synthetic text before it restarts.
     seed : int
     """
 
-    def __init__(self, backend: str, B: int, H: int, T: int, V: int = 65,
+    def __init__(self, backend: str, B: int, H: int, T: int, V: int = VOCAB_SIZE,
                  dtype: str = "float64", optimizer: str = "adagrad",
                  clip_kind: str | None = "value", clip: float = 5.0, windows: int = 16,
                  seed: int = 0) -> None:
@@ -111,33 +93,28 @@ class CharrnnTrain:
         self.dtype = np.dtype(dtype).name
         self.B, self.H, self.T, self.V = B, H, T, V
         self.chars_per_call = B * T
+        config = TrainConfig(hidden_size=H, dtype=self.dtype, seed=seed, batch_size=B,
+                             seq_length=T, optimizer=optimizer, clip_kind=clip_kind,
+                             clip=float(clip), lr_decay=1.0).validate()
         self.opt = make_optimizer(optimizer, self.model.num_params, self.model.dtype)
-        self.clip_kind, self.clip = clip_kind, float(clip)
+        self.state = TrainState(config=config, optimizer=self.opt,
+                                h=np.zeros((B, H), self.model.dtype))
         rng = np.random.default_rng(seed + 1)
         ids = rng.integers(0, V, size=B * (windows * T + 2)).astype(id_dtype(V))
         self.batches = Batches(ids, B, T)
-        self.X = np.empty((B, T), np.int32)                  # the preallocated id buffers
-        self.Y = np.empty((B, T), np.int32)
-        self.h = np.zeros((B, H), self.model.dtype)          # carried state, updated in place
+        self.stepper = Stepper(self.model, self.state, self.batches)
+        self.X, self.Y, self.h = self.stepper.X, self.stepper.Y, self.state.h
         self.model.workspace(B, T)                           # allocate scratch up front
         self.last_loss = math.nan
 
     def step(self) -> float:
         """One training step on the next chunk; returns the chunk's loss."""
-        model, X, Y, h = self.model, self.X, self.Y, self.h
-        with model._lock:
-            if self.batches.next_into(X, Y):
-                h.fill(0)                                    # a new pass: reset the state
-            loss, norm = self.opt.train_step(model, X, Y, h, self.clip_kind, self.clip)
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            raise FloatingPointError(f"{self.name}: training diverged (loss {loss}, "
-                                     f"gradient norm {norm})")
-        return loss
+        return self.stepper.step()[0]
 
     def run(self, n: int) -> None:
-        step = self.step
+        step = self.stepper.step
         for _ in range(n):
-            loss = step()
+            loss, _ = step()
         if n:
             self.last_loss = loss
 
@@ -149,7 +126,7 @@ class CharrnnSample:
     takes them as input), feeding back the last character and carrying the state.
     """
 
-    def __init__(self, backend: str, H: int, V: int = 65, dtype: str = "float64",
+    def __init__(self, backend: str, H: int, V: int = VOCAB_SIZE, dtype: str = "float64",
                  n_chars: int = 1000, seed: int = 0) -> None:
         self.model = CharRNN(synthetic_vocab(V), H, dtype, seed=seed, backend=backend)
         self.K = self.model.kernels
@@ -340,188 +317,10 @@ def measure(workloads: Sequence[Workload], rounds: int = 7, round_time: float = 
     return timings
 
 
-def call_time(fn: Callable[[], Any], rounds: int = 5, round_time: float = 0.05) -> float:
-    """Median seconds per call of ``fn`` over ``rounds`` rounds of about ``round_time``."""
-    return statistics.median(call_times(fn, rounds, round_time))
+# ----------------------------------------------------------------------------- command
 
-
-def call_times(fn: Callable[[], Any], rounds: int = 5, round_time: float = 0.05
-               ) -> list[float]:
-    """Seconds per call of ``fn`` in each of ``rounds`` rounds of about ``round_time``."""
-    fn()
-    n, dt = 1, 0.0
-    while True:                                              # calibrate
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= round_time / 4 or n >= 1 << 24:
-            break
-        n *= 4
-    n = max(1, round(n * round_time / max(dt, 1e-9)))
-    per = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        per.append((time.perf_counter() - t0) / n)
-    return per
-
-
-# ----------------------------------------------------------------------------- memory
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-# A step's transient Python objects (argument-check tuples, array views, memoryviews, the
-# returned float) come to about 3.5 KB whatever B, H, T; any scratch array would add its
-# size on top, and the smallest one, the workspace's hidden states ((T+1)*B*H values),
-# is larger than this even at B=1, H=100, T=25.
-PY_OBJECTS_ALLOWANCE = 8192
-
-
-def allocation_check(w: CharrnnTrain, steps: int = 1000, warmup_steps: int = 300
-                     ) -> dict[str, Any]:
-    """Does a training step allocate after warm-up? Runs ``steps`` steps twice.
-
-    First under tracemalloc (which sees numpy's array buffers as well as Python objects):
-    the traced memory retained after the steps (``traced_growth``) and the highest point
-    above the start during them (``traced_peak_above_start``). Then without it, the
-    process RSS before and after as many steps again. ``flat`` means nothing retained, no
-    RSS growth, and a transient peak within :data:`PY_OBJECTS_ALLOWANCE` (no array
-    allocated). The warm-up runs past 256 steps so counters such as the optimizer's step
-    count have left CPython's small-int cache and are replaced in place of equal size.
-    """
-    w.run(warmup_steps)
-    gc.collect()
-    tracemalloc.start()
-    w.run(warmup_steps)                                     # replace untraced objects
-    # what the reading itself retains (the int it returns): measured around no steps
-    null0, _ = tracemalloc.get_traced_memory()
-    w.run(0)
-    null1, _ = tracemalloc.get_traced_memory()
-    tracemalloc.reset_peak()
-    cur0, _ = tracemalloc.get_traced_memory()
-    w.run(steps)
-    cur1, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    gc.collect()
-    rss0 = _rss_bytes()
-    w.run(steps)
-    rss1 = _rss_bytes()
-    itemsize = np.dtype(w.dtype).itemsize
-    res = {"impl": w.name, "B": w.B, "H": w.H, "T": w.T, "dtype": w.dtype, "steps": steps,
-           "traced_growth": (cur1 - cur0) - (null1 - null0),
-           "traced_peak_above_start": peak - cur0,
-           "peak_allowance": PY_OBJECTS_ALLOWANCE,
-           "rss_before": rss0, "rss_after": rss1, "rss_growth": rss1 - rss0,
-           "array_bytes_BH": w.B * w.H * itemsize,
-           "array_bytes_hs": (w.T + 1) * w.B * w.H * itemsize}
-    res["flat"] = (res["traced_growth"] <= 0 and res["rss_growth"] <= 0
-                   and res["traced_peak_above_start"] <= PY_OBJECTS_ALLOWANCE)
-    return res
-
-
-# ----------------------------------------------------------------------------- environment
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or what ``platform`` knows)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_flags() -> list[str]:
-    want = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512vl", "avx512_bf16")
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    return [x for x in want if x in have]
-    except OSError:
-        pass
-    return []
-
-
-def _version(module: str) -> str | None:
-    try:
-        from importlib.metadata import version
-        return version(module)
-    except Exception:
-        return None
-
-
-# environment variables that change what the BLAS and OpenMP libraries do
-ENV_PREFIXES = ("OPENBLAS_", "GOTO", "OMP_", "GOMP_", "KMP_", "MKL_", "BLIS_", "VECLIB_",
-                "NPY_", "CHARRNN_")
-
-
-def env_vars() -> dict[str, str]:
-    """The threading and BLAS environment variables that are set, e.g. OPENBLAS_CORETYPE,
-    which forces OpenBLAS's kernel instead of the one it would detect."""
-    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)}
-
-
-def environment() -> dict[str, Any]:
-    """The machine and the libraries: CPU, cores, BLAS pools, versions, load average."""
-    import scipy
-
-    from . import _version as charrnn_version
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
-    env: dict[str, Any] = {
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "cpu_model": cpu_model(),
-        "cpu_flags": _cpu_flags(),
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": affinity,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "charrnn": charrnn_version.__version__,
-        "charrnn_backends": available_backends(),
-        "threadpoolctl": _version("threadpoolctl"),
-        "matplotlib": _version("matplotlib"),
-        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "env_vars": env_vars(),
-        "blas": blas_pools(),
-        "pinning": pinned_pools(),
-    }
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        env["torch"] = torch.__version__
-        info = {"default_threads": torch.get_num_threads(),
-                "interop_threads": torch.get_num_interop_threads()}
-        with contextlib.suppress(Exception):
-            info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-        with contextlib.suppress(Exception):
-            info["mkl"] = torch.backends.mkl.is_available()
-        with contextlib.suppress(Exception):
-            info["mkldnn"] = torch.backends.mkldnn.is_available()
-        env["torch_info"] = info
-    else:
-        env["torch"] = None
-    return env
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def _positive_int(s: str) -> int:
+def positive_int(s: str) -> int:
+    """An argparse type: an integer >= 1."""
     try:
         v = int(s)
     except ValueError:
@@ -531,7 +330,8 @@ def _positive_int(s: str) -> int:
     return v
 
 
-def _positive_float(s: str) -> float:
+def positive_float(s: str) -> float:
+    """An argparse type: a finite number > 0."""
     try:
         v = float(s)
     except ValueError:
@@ -543,36 +343,37 @@ def _positive_float(s: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``charrnn bench``."""
-    parser.add_argument("-B", "--batch-size", type=_positive_int, default=32,
-                        help="parallel streams B (default 32)")
-    parser.add_argument("-H", "--hidden-size", type=_positive_int, default=256,
-                        help="hidden units H (default 256)")
-    parser.add_argument("-T", "--seq-length", type=_positive_int, default=50,
-                        help="steps per chunk T (default 50)")
-    parser.add_argument("-V", "--vocab-size", type=_positive_int, default=65,
-                        help="vocabulary size V (default 65, tinyshakespeare's)")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32")
-    parser.add_argument("--threads", type=_positive_int, default=1,
-                        help="BLAS threads, pinned with threadpoolctl (default 1)")
+    parser.add_argument("-B", "--batch-size", type=positive_int, default=BATCH_SIZE,
+                        help=f"parallel streams B (default {BATCH_SIZE})")
+    parser.add_argument("-H", "--hidden-size", type=positive_int, default=HIDDEN_SIZE,
+                        help=f"hidden units H (default {HIDDEN_SIZE})")
+    parser.add_argument("-T", "--seq-length", type=positive_int, default=SEQ_LENGTH,
+                        help=f"steps per chunk T (default {SEQ_LENGTH})")
+    parser.add_argument("-V", "--vocab-size", type=positive_int, default=VOCAB_SIZE,
+                        help=f"vocabulary size V (default {VOCAB_SIZE}, tinyshakespeare's)")
+    parser.add_argument("--dtype", choices=DTYPES, default=DTYPE)
+    parser.add_argument("--threads", type=positive_int, default=THREADS,
+                        help=f"BLAS threads, pinned with threadpoolctl (default {THREADS})")
     parser.add_argument("--backend", choices=("all", "cython", "numpy"), default="all",
                         help="which backends to time (default: every installed one)")
-    parser.add_argument("--seconds", type=_positive_float, default=3.0,
-                        help="approximate total run time (default 3)")
+    parser.add_argument("--seconds", type=positive_float, default=SECONDS,
+                        help=f"approximate total run time (default {SECONDS:g})")
     parser.add_argument("--no-sample", action="store_true",
                         help="time training only, not sampling")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def quick_bench(B: int = 32, H: int = 256, T: int = 50, V: int = 65,
-                dtype: str = "float32", threads: int = 1, backends: Sequence[str] = (),
-                seconds: float = 3.0, sample: bool = True) -> dict[str, Any]:
+def quick_bench(B: int = BATCH_SIZE, H: int = HIDDEN_SIZE, T: int = SEQ_LENGTH,
+                V: int = VOCAB_SIZE, dtype: str = DTYPE, threads: int = THREADS,
+                backends: Sequence[str] = (), seconds: float = SECONDS,
+                sample: bool = True) -> dict[str, Any]:
     """Time training (and B = 1 sampling) of each backend at one size, interleaved.
 
     Returns a dict with the thread record, one summary per backend and task, and the
     paired ratio of each backend to the slowest-expected one (numpy) when both ran.
     """
     backends = list(backends) or available_backends()
-    rounds = 5
+    rounds = ROUNDS
     tasks = 2 if sample else 1
     slot = seconds / (rounds + 1) / (len(backends) * tasks)  # +1: the warm-up
     result: dict[str, Any] = {"B": B, "H": H, "T": T, "V": V, "dtype": dtype,

@@ -1,4 +1,5 @@
-"""Checkpoints: one ``.npz`` file, no pickle, written atomically and validated on load.
+"""The checkpoint file format: one ``.npz`` file, no pickle, written atomically, read and
+validated into plain parts (:func:`read`; ``CharRNN.load`` builds the model from them).
 
 Why ``.npz`` and not safetensors: it needs nothing beyond NumPy (the runtime depends on
 NumPy and SciPy only), ``numpy.load(..., allow_pickle=False)`` refuses any object array,
@@ -24,36 +25,36 @@ its headers, so a damaged byte in a timestamp or a version field would otherwise
 unnoticed; with the digest, any damaged byte is an error on load. Version 1 files (no
 digest) still load.
 
-A write goes to a temporary file in the target's directory, is flushed and fsynced,
-renamed over the target with ``os.replace`` and the directory fsynced: a reader sees the
-old file or the new one, never a mix. SIGINT is held off while a checkpoint is written,
-so a Ctrl-C during a save lands after it; temporary files left by a killed process are
-removed by the next save to the same path.
+A checkpoint is written with :func:`charrnn.atomic.write_atomic` (a temporary file,
+fsync, ``os.replace``, fsync of the directory: a reader sees the old file or the new one,
+never a mix) with SIGINT held off, so a Ctrl-C during a save lands after it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-import re
-import signal
-import tempfile
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._version import __version__
-from .config import TrainConfig
+from .atomic import sigint_deferred, write_atomic
+from .config import DTYPES, TrainConfig
+from .data.vocab import Vocab
 from .errors import CheckpointError
-from .model import CharRNN
-from .optim import OPTIMIZERS, Optimizer, make_optimizer
-from .vocab import Vocab
+from .layout import Layout
+from .optim import OPTIMIZERS, make_optimizer
+from .protocol import require_model
+from .training.state import TrainState
+
+if TYPE_CHECKING:
+    from .model import CharRNN
 
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 2
@@ -70,132 +71,7 @@ _CHUNK = 1 << 20
 _save_lock = threading.Lock()
 
 
-@dataclass
-class TrainState:
-    """Everything besides the parameters that a run needs to continue exactly.
-
-    Attributes
-    ----------
-    config : TrainConfig
-    optimizer : Optimizer
-        With its state arrays and update counter ``t``.
-    h : ndarray, (B, H)
-        The hidden state carried per stream.
-    step : int
-        Updates applied so far.
-    epoch, position : int
-        Completed passes over the training text and the offset of the next step in
-        every stream (see :class:`charrnn.corpus.Batches`).
-    chars_seen : int
-    elapsed : float
-        Seconds of training so far, over all runs.
-    best_val_loss : float or None
-        In nats per character.
-    best_step : int or None
-    bad_evals : int
-        Evaluations since the best one (for early stopping).
-    rng_state : dict
-        ``bit_generator.state`` of the generator that draws the training samples.
-    corpus : dict
-        The fingerprint of the training text (:attr:`charrnn.corpus.Corpus.fingerprint`).
-    """
-
-    config: TrainConfig
-    optimizer: Optimizer
-    h: np.ndarray
-    step: int = 0
-    epoch: int = 0
-    position: int = 0
-    chars_seen: int = 0
-    elapsed: float = 0.0
-    best_val_loss: float | None = None
-    best_step: int | None = None
-    bad_evals: int = 0
-    rng_state: dict = field(default_factory=dict)
-    corpus: dict = field(default_factory=dict)
-
-
 # ----------------------------------------------------------------------------- saving
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    """Hold SIGINT off while the body runs, then deliver it to the previous handler.
-
-    The Python-level handler is swapped (rather than the signal masked) because a
-    process-directed SIGINT may land on any thread, e.g. a BLAS worker.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending = []
-    try:
-        old = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
-    except (ValueError, OSError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if pending and callable(old):
-            old(signal.SIGINT, pending[-1])
-
-
-def _tmp_prefix(name: str) -> str:
-    return f".{name}.tmp-"
-
-
-def _stale(p: Path, pid: int) -> bool:
-    """Whether a temporary file written by process ``pid`` is abandoned."""
-    if pid == os.getpid():
-        return True             # saves in this process are serialised: ours are stale
-    if os.name != "posix":      # os.kill(pid, 0) would terminate a process on Windows
-        try:
-            return time.time() - p.stat().st_mtime > 3600
-        except OSError:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False            # alive, but someone else's
-    return False
-
-
-def clean_stale_temps(path) -> list[Path]:
-    """Remove temporary files that an interrupted save to ``path`` left behind."""
-    path = Path(path)
-    d = path.parent
-    removed = []
-    pat = re.compile(re.escape(_tmp_prefix(path.name)) + r"(\d+)-")
-    try:
-        entries = list(d.iterdir())
-    except OSError:
-        return removed
-    for p in entries:
-        m = pat.match(p.name)
-        if m and _stale(p, int(m.group(1))):
-            try:
-                p.unlink()
-                removed.append(p)
-            except OSError:
-                pass
-    return removed
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return                  # e.g. Windows: directories cannot be opened
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 def _meta(model: CharRNN, state: TrainState | None) -> dict:
     meta = {
@@ -240,13 +116,10 @@ def save(path, model: CharRNN, state: TrainState | None = None) -> Path:
     Path
         ``path``.
     """
-    if not isinstance(model, CharRNN):
-        raise TypeError(f"model must be a CharRNN, not {type(model).__name__}")
+    require_model(model)
     path = Path(os.fspath(path))
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory")
-    d = path.parent
-    d.mkdir(parents=True, exist_ok=True)
     with _save_lock, model._lock:
         meta = json.dumps(_meta(model, state), allow_nan=False).encode("utf-8")
         arrays = {"meta": np.frombuffer(meta, np.uint8)}
@@ -255,25 +128,13 @@ def save(path, model: CharRNN, state: TrainState | None = None) -> Path:
             for slot, arr in state.optimizer.state.items():
                 arrays[f"opt.{slot}"] = arr
             arrays["h"] = state.h
-        with _sigint_deferred():
-            clean_stale_temps(path)
-            fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path.name)}{os.getpid()}-",
-                                       suffix=".tmp", dir=d)
-            try:
-                with os.fdopen(fd, "w+b") as f:
-                    np.savez(f, **arrays)
-                    _append_digest(f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(tmp, 0o666 & ~umask)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            _fsync_dir(d)                       # make the rename itself durable
+
+        def write(f) -> None:
+            np.savez(f, **arrays)
+            _append_digest(f)
+
+        with sigint_deferred():
+            write_atomic(path, write)
     return path
 
 
@@ -395,8 +256,53 @@ def _read_arrays(path: Path, r: _Reader) -> tuple[dict[str, np.ndarray], bool]:
                          f"{type(e).__name__}: {e}") from None
 
 
-def read(path, backend: str = "auto") -> tuple[CharRNN, TrainState | None, dict]:
-    """Load and validate a checkpoint: ``(model, state or None, meta)``.
+@dataclass
+class ModelRecord:
+    """The model a checkpoint holds, as plain parts (:meth:`charrnn.CharRNN.load` builds
+    the model from them).
+
+    Attributes
+    ----------
+    vocab : Vocab
+    hidden_size : int
+    dtype : {"float32", "float64"}
+    seed : int
+    params : dict of ndarray
+        ``Wxh, Whh, Why, bh, by``, checked against the classic shapes and the dtype.
+    """
+
+    vocab: Vocab
+    hidden_size: int
+    dtype: str
+    seed: int
+    params: dict[str, np.ndarray]
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint file read and validated: its model, its training state (None for a
+    model-only file) and its metadata."""
+
+    path: str
+    model: ModelRecord
+    state: TrainState | None
+    meta: dict
+
+    def error(self, msg: str) -> CheckpointError:
+        """An error about this file (for what only building the model can find out)."""
+        return CheckpointError(f"{self.path}: {msg}")
+
+
+def read(path) -> Checkpoint:
+    """Read and validate a checkpoint file into its parts.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Checkpoint
 
     Raises
     ------
@@ -440,25 +346,24 @@ def read(path, backend: str = "auto") -> tuple[CharRNN, TrainState | None, dict]
         raise r.fail("bad vocabulary: characters not in sorted order")
     mm = r.get(meta, "model", "dict", "")
     H = r.get(mm, "hidden_size", "int", "model.")
-    if not 1 <= H < 2**31:
-        raise r.fail(f"bad hidden_size {H}")
-    if r.get(mm, "vocab_size", "int", "model.") != len(vocab):
-        raise r.fail(f"model.vocab_size {mm['vocab_size']} != {len(vocab)} vocabulary chars")
+    V = len(vocab)
+    if r.get(mm, "vocab_size", "int", "model.") != V:
+        raise r.fail(f"model.vocab_size {mm['vocab_size']} != {V} vocabulary chars")
     dt = r.get(mm, "dtype", "str", "model.")
-    if dt not in ("float32", "float64"):
+    if dt not in DTYPES:
         raise r.fail(f"bad model dtype {dt!r}")
+    dtype = np.dtype(dt)
     seed = r.count(mm, "seed", "model.", optional=True) or 0
     try:
-        model = CharRNN(vocab, hidden_size=H, dtype=dt, seed=seed, backend=backend)
-    except (TypeError, ValueError, MemoryError) as e:
-        raise r.fail(f"cannot build its model: {e}") from None
-    dtype = model.dtype
-    for p in model.layout.params:
-        model.params[p.name][...] = r.array(arrays, p.name, dtype, p.shape)
+        layout = Layout(H, V, dt)
+    except (TypeError, ValueError) as e:
+        raise r.fail(f"bad model: {e}") from None
+    params = {p.name: r.array(arrays, p.name, dtype, p.shape) for p in layout.params}
+    record = ModelRecord(vocab, H, dt, seed, params)
 
     st = meta.get("state")
     if st is None:
-        return model, None, meta
+        return Checkpoint(str(path), record, None, meta)
     if not isinstance(st, dict):
         raise r.fail("'state' must be a dict or null")
     try:
@@ -476,14 +381,14 @@ def read(path, backend: str = "auto") -> tuple[CharRNN, TrainState | None, dict]
                      f"{config.optimizer!r}")
     lr = r.get(om, "lr", "num", "optimizer.")
     hyper = r.get(om, "hyper", "dict", "optimizer.")
+    n = layout.size
     try:
-        opt = make_optimizer(oname, model.num_params, dtype, lr,
-                             **{k: float(v) for k, v in hyper.items()})
+        opt = make_optimizer(oname, n, dtype, lr, **{k: float(v) for k, v in hyper.items()})
     except (TypeError, ValueError) as e:
         raise r.fail(f"bad optimizer settings: {e}") from None
     opt.t = r.count(om, "t", "optimizer.")
     for slot in opt.slots:
-        opt.state[slot] = r.array(arrays, f"opt.{slot}", dtype, (model.num_params,))
+        opt.state[slot] = r.array(arrays, f"opt.{slot}", dtype, (n,))
     h = r.array(arrays, "h", dtype, (config.batch_size, H))
     rng_state = r.get(st, "rng_state", "dict", "state.")
     try:
@@ -501,27 +406,4 @@ def read(path, backend: str = "auto") -> tuple[CharRNN, TrainState | None, dict]
         best_step=r.count(st, "best_step", "state.", optional=True),
         bad_evals=r.count(st, "bad_evals", "state."),
         rng_state=rng_state, corpus=r.get(st, "corpus", "dict", "state."))
-    return model, state, meta
-
-
-def load(path, backend: str = "auto") -> CharRNN:
-    """Load a model from a checkpoint written by :func:`save` (or ``model.save``).
-
-    The training state, if the file has one, rides along on the model, so ``model.fit``
-    on the same text continues the run exactly where it stopped.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    backend : {"auto", "cython", "numpy"}
-
-    Raises
-    ------
-    CheckpointError
-        The file is not a valid checkpoint (see :func:`read`).
-    """
-    model, state, meta = read(path, backend)
-    model._train_state = state
-    model._checkpoint_meta = meta
-    return model
-
+    return Checkpoint(str(path), record, state, meta)

@@ -13,15 +13,16 @@ import contextlib
 import json
 import math
 import os
-import signal
 import sys
 from pathlib import Path
 
 from . import __version__
+from .atomic import sigint_handler
 from .errors import CharRNNError, CheckpointError, TrainingDiverged, TrainingInterrupted
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 PROG = "charrnn"
+BACKENDS = ("auto", "cython", "numpy")
 
 
 class UsageError(Exception):
@@ -113,6 +114,11 @@ DECAY_EVERY = _type(_decay_every, "a positive integer or 'epoch'")
 
 # ----------------------------------------------------------------------------- parser
 
+def _default_first(default: str, names) -> tuple[str, ...]:
+    """The choices of a flag: its default, then the others in their order."""
+    return (default, *(n for n in names if n != default))
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     from . import config as C
     D = C.TrainConfig()
@@ -129,30 +135,33 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh even if the output checkpoint already exists (it "
                         "is refused otherwise, so an earlier run is never lost by accident)")
+    c = C.CLASSIC
     p.add_argument("--classic", action="store_true",
-                   help="min-char-rnn's settings: H=100, T=25, B=1, Adagrad lr 0.1, "
-                        "element-wise clipping to 5 (other flags still override)")
+                   help=f"min-char-rnn's settings: H={c['hidden_size']}, T={c['seq_length']}, "
+                        f"B={c['batch_size']}, {c['optimizer'].capitalize()} lr {c['lr']:g}, "
+                        f"element-wise clipping to {c['clip']:g} (other flags still override)")
     g = p.add_argument_group("model")
     g.add_argument("--hidden-size", type=POS_INT, metavar="H",
                    help=f"hidden units (default: {D.hidden_size})")
-    g.add_argument("--dtype", choices=("float32", "float64"),
+    g.add_argument("--dtype", choices=C.DTYPES,
                    help=f"parameter dtype (default: {D.dtype})")
     g.add_argument("--seed", type=NONNEG_INT,
                    help=f"seed of the initial weights and the samples (default: {D.seed})")
-    g.add_argument("--backend", choices=("auto", "cython", "numpy"), default="auto",
-                   help="kernels to run")
+    g.add_argument("--backend", choices=BACKENDS, default="auto", help="kernels to run")
     g = p.add_argument_group("optimization")
     g.add_argument("--batch-size", type=POS_INT, metavar="B",
                    help=f"parallel streams (default: {D.batch_size})")
     g.add_argument("--seq-length", type=POS_INT, metavar="T",
                    help=f"characters per stream per step, the BPTT length "
                         f"(default: {D.seq_length})")
-    g.add_argument("--optimizer", choices=("adam", "adagrad", "rmsprop", "sgd"),
+    g.add_argument("--optimizer", choices=_default_first(D.optimizer, sorted(C.DEFAULT_LR)),
                    help=f"(default: {D.optimizer})")
+    lrs = sorted(C.DEFAULT_LR.items(), key=lambda item: (item[1], item[0]))
     g.add_argument("--lr", type=POS_FLOAT,
-                   help="learning rate (default: adam 2e-3, rmsprop 2e-3, adagrad 0.1, "
-                        "sgd 0.1)")
-    g.add_argument("--clip-kind", choices=("norm", "value", "none"),
+                   help="learning rate (default: "
+                        + ", ".join(f"{name} {lr:g}" for name, lr in lrs) + ")")
+    g.add_argument("--clip-kind", choices=_default_first(
+                       D.clip_kind, [k or "none" for k in C.CLIP_KINDS]),
                    help=f"gradient clipping: global norm, element-wise value, or none "
                         f"(default: {D.clip_kind})")
     g.add_argument("--clip", type=POS_FLOAT, help=f"clip threshold (default: {D.clip:g})")
@@ -201,9 +210,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true",
                    help="print only the summary at the end")
     g = p.add_argument_group("reading the text")
-    g.add_argument("--encoding", choices=("utf-8", "latin-1"),
-                   help="decode the file as UTF-8, or as latin-1 (any bytes, one char per "
-                        "byte) (default: utf-8)")
+    g.add_argument("--encoding", choices=C.ENCODINGS,
+                   help=f"decode the file as UTF-8, or as latin-1 (any bytes, one char per "
+                        f"byte) (default: {D.encoding})")
     g.add_argument("--normalize-newlines", action="store_true", default=None,
                    help="turn CRLF and CR line endings into LF (default: keep them)")
     g.add_argument("--cache-dir", metavar="DIR",
@@ -212,7 +221,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _draw_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--temperature", type=NONNEG_FLOAT, default=1.0,
+    from .config import TEMPERATURE
+    p.add_argument("--temperature", type=NONNEG_FLOAT, default=TEMPERATURE,
                    help="below 1: more conservative; 0: always the most likely character")
     p.add_argument("--top-k", type=POS_INT, metavar="K",
                    help="draw only among the K most likely characters (default: all)")
@@ -222,6 +232,7 @@ def _draw_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser. ``argv`` decides whether ``bench``'s own flags are loaded."""
+    from . import config as C
     p = _Parser(prog=PROG, formatter_class=_Formatter,
                 description="A fast character-level vanilla RNN language model "
                             "(min-char-rnn made real).",
@@ -249,7 +260,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _draw_args(s)
     s.add_argument("--skip-unknown", action="store_true",
                    help="drop prime characters that are not in the vocabulary")
-    s.add_argument("--backend", choices=("auto", "cython", "numpy"), default="auto")
+    s.add_argument("--backend", choices=BACKENDS, default="auto")
     s.set_defaults(handler=cmd_sample)
 
     s = sub.add_parser("score", formatter_class=_Formatter, help="bits per character of a text",
@@ -258,11 +269,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     s.add_argument("file", metavar="FILE")
     s.add_argument("--skip-unknown", action="store_true",
                    help="drop characters that are not in the vocabulary")
-    s.add_argument("--encoding", choices=("utf-8", "latin-1"),
+    s.add_argument("--encoding", choices=C.ENCODINGS,
                    help="how to decode FILE (default: as the training text was)")
     s.add_argument("--normalize-newlines", action="store_true", default=None,
                    help="turn CRLF and CR into LF (default: as the training text was)")
-    s.add_argument("--backend", choices=("auto", "cython", "numpy"), default="auto")
+    s.add_argument("--backend", choices=BACKENDS, default="auto")
     s.set_defaults(handler=cmd_score)
 
     s = sub.add_parser("info", formatter_class=_Formatter, help="describe a checkpoint",
@@ -312,7 +323,7 @@ def _os_error(e: OSError) -> str:
 
 
 def _load(path, backend="auto"):
-    from .checkpoint import load
+    from .api import load
     return load(path, backend)
 
 
@@ -331,7 +342,9 @@ def _text_options(model, args) -> tuple[str, bool]:
 
 def cmd_train(args) -> int:
     from . import config as C
-    from .trainer import default_paths, train
+    from .api import train
+    from .training.report import summary
+    from .training.run import default_paths
 
     controls = {}
     for name in C.config_fields():
@@ -346,20 +359,17 @@ def cmd_train(args) -> int:
         model = _load(args.resume, args.backend)
         st = model._train_state
         if st is not None:
-            for name in C.TrainConfig.FIXED:
-                if name in controls and controls[name] != getattr(st.config, name):
-                    raise UsageError(
-                        f"{PROG} train: --{name.replace('_', '-')} cannot change when "
-                        f"resuming (the checkpoint has {getattr(st.config, name)})")
-            base = st.config.replace(steps=None, time_budget=None)
+            name = st.config.changed(st.config.replace(**controls))
+            if name is not None:
+                raise UsageError(
+                    f"{PROG} train: --{name.replace('_', '-')} cannot change when "
+                    f"resuming (the checkpoint has {getattr(st.config, name)})")
+            base = st.config.continued()
         else:
             base = C.TrainConfig(hidden_size=model.hidden_size, dtype=model.dtype.name)
     else:
         base = C.TrainConfig.classic() if args.classic else C.TrainConfig()
-    try:
-        cfg = base.replace(**controls).validate()
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"{PROG} train: {e}") from None
+    cfg = base.replace(**controls)        # the flags' types checked each value; train() the rest
 
     out = Path(args.output or args.resume or C.CHECKPOINT)
     if out.is_dir():
@@ -384,17 +394,14 @@ def cmd_train(args) -> int:
                    metrics=metrics, verbose=not args.quiet, backend=args.backend,
                    cache_dir=args.cache_dir)
     if args.quiet:
-        print(f"checkpoint: {result.checkpoint}")
-        if result.best_val_loss is not None:
-            print(f"best validation loss: {result.best_val_loss:.4f} nats/char "
-                  f"({result.best_val_bpc:.3f} bits/char) at step {result.best_step:,}")
-        print(f"throughput: {result.chars_per_s:,.0f} chars/s")
+        for line in summary(result, best_file=False):
+            print(line)
     return EXIT_OK
 
 
 def cmd_sample(args) -> int:
     from . import sampling
-    from .corpus import read_text
+    from .data.text import read_text
 
     model = _load(args.checkpoint, args.backend)
     if args.top_k is not None and args.top_k > model.vocab_size:
@@ -422,7 +429,8 @@ def cmd_sample(args) -> int:
 
 def cmd_score(args) -> int:
     from . import sampling
-    from .corpus import Corpus, read_text
+    from .data.corpus import Corpus
+    from .data.text import read_text
 
     model = _load(args.checkpoint, args.backend)
     enc, norm = _text_options(model, args)
@@ -453,7 +461,7 @@ def _vocab_preview(chars: str, limit: int = 100) -> str:
 
 
 def cmd_info(args) -> int:
-    from .checkpoint import read
+    from .api import read
 
     model, st, meta = read(args.checkpoint)
     if args.json:
@@ -490,60 +498,9 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
-def _read_metrics(path) -> list[dict]:
-    recs = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                r = json.loads(line)
-            except ValueError:
-                raise CharRNNError(f"{path}:{i}: not a JSON line") from None
-            if not isinstance(r, dict) or "step" not in r:
-                raise CharRNNError(f"{path}:{i}: not a charrnn metrics record")
-            recs.append(r)
-    if not recs:
-        raise CharRNNError(f"{path}: no metrics records")
-    return recs
-
-
 def cmd_plot(args) -> int:
-    recs = _read_metrics(args.metrics)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CharRNNError("plotting needs matplotlib: pip install 'charrnn-blas[plot]'") \
-            from None
-    tr = [r for r in recs if r.get("train_loss") is not None]
-    va = [r for r in recs if r.get("val_loss") is not None]
-    span = max((r.get("elapsed") or 0) for r in recs)
-    unit, per = (("hours", 3600) if span > 3 * 3600 else ("minutes", 60) if span > 180
-                 else ("seconds", 1))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, key, label, scale in ((axes[0], "step", "step", 1.0),
-                                  (axes[1], "elapsed", f"time ({unit})", 1 / per)):
-        if tr:
-            ax.plot([r.get(key, 0) * scale for r in tr], [r["train_loss"] for r in tr],
-                    label="training", lw=1)
-        if va:
-            ax.plot([r.get(key, 0) * scale for r in va], [r["val_loss"] for r in va],
-                    "o-", label="validation", lw=1.5, ms=3)
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("loss (nats per character)")
-    axes[0].legend()
-    if va:
-        best = min(va, key=lambda r: r["val_loss"])
-        v = best["val_loss"]
-        fig.suptitle(f"best validation loss {v:.4f} nats/char ({v / math.log(2):.3f} "
-                     f"bits/char) at step {best['step']:,}")
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=110)
-    plt.close(fig)
+    from .plot import plot_metrics
+    plot_metrics(args.metrics, args.output)
     print(f"wrote {args.output}")
     return EXIT_OK
 
@@ -570,15 +527,8 @@ def _sigint_noted():
         noted.append(True)
         raise KeyboardInterrupt
 
-    try:
-        prev = signal.signal(signal.SIGINT, on_sigint)
-    except (ValueError, OSError):               # not the main thread
+    with sigint_handler(on_sigint):
         yield noted
-        return
-    try:
-        yield noted
-    finally:
-        signal.signal(signal.SIGINT, prev)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
-"""Training configuration: every control of a run, its defaults, and the classic preset.
+"""The defaults, in one place, and the training configuration: every control of a run.
 
-The defaults of the command line and of :func:`charrnn.train` are the module constants
-below, in this one place. ``CLASSIC`` is min-char-rnn's own setting (H=100, T=25, B=1,
-Adagrad at lr 0.1, element-wise clipping to [-5, 5], a constant lr), one flag away as
-``--classic``.
+The defaults of the command line, of :func:`charrnn.train`, of sampling and of the
+optimizers are the module constants below; the CLI's help is generated from them.
+``CLASSIC`` is min-char-rnn's own setting (H=100, T=25, B=1, Adagrad at lr 0.1,
+element-wise clipping to [-5, 5], a constant lr), one flag away as ``--classic``. This
+module imports nothing of charrnn: everything else may read it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-
 # ----------------------------------------------------------------------------- defaults
 
 # The command line's defaults: the best validation loss on tinyshakespeare in a 10-minute
@@ -23,23 +23,23 @@ HIDDEN_SIZE = 512           # H
 BATCH_SIZE = 64             # B, parallel streams
 SEQ_LENGTH = 100            # T, steps of truncated BPTT
 OPTIMIZER = "adam"
-LR = None                   # None: the optimizer's own default (optim.DEFAULT_LR)
+LR = None                   # None: the optimizer's own default, DEFAULT_LR below
 CLIP_KIND = "norm"          # "value" (element-wise, the classic), "norm" (global) or None
 CLIP = 5.0
 LR_DECAY = 0.85             # multiply the lr by this ...
 LR_DECAY_EVERY = "epoch"    # ... every so many steps, or once per pass over the text,
 LR_DECAY_AFTER = 6          # ... after this many steps (or passes) at the full rate
 DTYPE = "float32"
+DTYPES = ("float32", "float64")
 TIME_BUDGET = 180.0         # seconds, when neither steps nor a time budget is given
 EVAL_EVERY = 500            # steps between evaluations (and checkpoint writes)
 LOG_EVERY = 100             # steps between progress lines
 SAMPLE_EVERY = 1000         # steps between printed samples
 SAMPLE_LENGTH = 200         # characters per printed sample
+TEMPERATURE = 1.0           # of sampling: the model's own distribution
 VAL_FRACTION = 0.1          # the last 10% of the text (as nanoGPT's shakespeare_char)
 CHECKPOINT = "charrnn.ckpt.npz"
-DEFAULT_LR = {"adagrad": 0.1, "sgd": 0.1, "rmsprop": 2e-3, "adam": 2e-3}   # by optimizer
-CLIP_KINDS = ("value", "norm", None)
-TEMPERATURE = 1.0           # sampling: 0 is argmax
+ENCODINGS = ("utf-8", "latin-1")  # of training texts (latin-1: any bytes, one char each)
 # the update rules' hyper-parameters (charrnn.kernels.rules names them)
 EPS = 1e-8                  # Adagrad, RMSprop, Adam
 RHO = 0.99                  # RMSprop
@@ -54,10 +54,16 @@ EVAL_MAX_STREAMS = 16
 EVAL_MIN_STREAM = 2048
 EVAL_CHUNK = 128
 
+# Each optimizer's default learning rate (the keys are the optimizers there are), and the
+# clipping rules.
+DEFAULT_LR = {"adagrad": 0.1, "sgd": 0.1, "rmsprop": 2e-3, "adam": 2e-3}
+CLIP_KINDS = ("value", "norm", None)
+
 # min-char-rnn's model: a CharRNN built without sizes (NumPy's float64, as the original)
 CLASSIC_MODEL = {"hidden_size": 100, "dtype": "float64"}
-CLASSIC = {"hidden_size": CLASSIC_MODEL["hidden_size"], "seq_length": 25, "batch_size": 1, "optimizer": "adagrad",
-           "lr": 0.1, "clip_kind": "value", "clip": 5.0, "lr_decay": 1.0}
+CLASSIC = {"hidden_size": CLASSIC_MODEL["hidden_size"], "seq_length": 25, "batch_size": 1,
+           "optimizer": "adagrad", "lr": 0.1, "clip_kind": "value", "clip": 5.0,
+           "lr_decay": 1.0}
 
 
 def _is_int(x) -> bool:
@@ -146,13 +152,17 @@ class TrainConfig:
     log_every: int = LOG_EVERY
     sample_every: int = SAMPLE_EVERY
     sample_length: int = SAMPLE_LENGTH
-    sample_temperature: float = 1.0
+    sample_temperature: float = TEMPERATURE
     encoding: str = "utf-8"
     normalize_newlines: bool = False
 
-    # Controls a resumed run may not change: they shape the parameters, the optimizer
-    # state, or the carried hidden state and the data position.
-    FIXED = ("hidden_size", "dtype", "batch_size", "seq_length", "optimizer")
+    # Controls a model keeps (they shape its parameters), and those a resumed run may not
+    # change either (they shape the optimizer state, the carried hidden state and the
+    # data position).
+    MODEL = ("hidden_size", "dtype")
+    FIXED = MODEL + ("batch_size", "seq_length", "optimizer")
+    # Controls a resumed run does not inherit: they say how long this call trains.
+    PER_CALL = ("steps", "time_budget")
 
     @classmethod
     def classic(cls, **overrides) -> "TrainConfig":
@@ -161,6 +171,23 @@ class TrainConfig:
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+    def continued(self) -> "TrainConfig":
+        """This config for a run that continues this one: without ``PER_CALL``."""
+        return self.replace(**{name: None for name in self.PER_CALL})
+
+    def changed(self, other: "TrainConfig", names: tuple[str, ...] = FIXED) -> str | None:
+        """The first of ``names`` whose value ``other`` changes, or None.
+
+        Parameters
+        ----------
+        other : TrainConfig
+            The config asked for.
+        names : tuple of str
+            The controls that may not change: ``FIXED`` when resuming a run, ``MODEL``
+            when training a model further without its state.
+        """
+        return next((n for n in names if getattr(other, n) != getattr(self, n)), None)
 
     @property
     def learning_rate(self) -> float:
@@ -244,7 +271,7 @@ class TrainConfig:
             raise TypeError("val_fraction must be a number")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.dtype not in ("float32", "float64"):
+        if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
         if self.optimizer not in DEFAULT_LR:
             raise ValueError(f"optimizer must be one of {', '.join(DEFAULT_LR)}, "
@@ -252,7 +279,7 @@ class TrainConfig:
         if self.clip_kind not in CLIP_KINDS:
             raise ValueError(f"clip_kind must be 'value', 'norm' or None, "
                              f"not {self.clip_kind!r}")
-        if self.encoding not in ("utf-8", "latin-1"):
+        if self.encoding not in ENCODINGS:
             raise ValueError(f"encoding must be 'utf-8' or 'latin-1', not {self.encoding!r}")
         if not isinstance(self.normalize_newlines, bool):
             raise TypeError("normalize_newlines must be a bool")

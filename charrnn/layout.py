@@ -25,7 +25,6 @@ import numpy as np
 from .workspace import aligned_zeros
 
 CELLS = ("rnn",)
-DTYPES = ("float32", "float64")
 _MAX = 2**31 - 1
 
 

@@ -13,10 +13,11 @@ from types import MappingProxyType
 
 import numpy as np
 
-from . import config
+from . import checkpoint, config, sampling
+from .data.vocab import Vocab
 from .kernels.backend import get_kernels
 from .layout import Layout
-from .vocab import Vocab
+from .training import run as training_run
 from .workspace import Workspace
 
 _MAX = 2**31 - 1
@@ -218,7 +219,7 @@ class CharRNN:
                                   max_norm)
 
     # ------------------------------------------------------------------ training, sampling, files
-    # Thin wrappers: the work lives in charrnn.trainer, charrnn.sampling, charrnn.checkpoint.
+    # Thin wrappers: the work lives in charrnn.training, charrnn.sampling, charrnn.checkpoint.
 
     def fit(self, data=None, **kwargs):
         """Train this model on a text; see :func:`charrnn.train` for every control.
@@ -230,42 +231,58 @@ class CharRNN:
         -------
         charrnn.TrainResult
         """
-        from .trainer import train
-        return train(data, model=self, **kwargs)
+        return training_run.train(data, self, **kwargs)
 
-    def sample(self, n: int, prime: str = "", temperature: float = 1.0, top_k=None,
+    def sample(self, n: int, prime: str = "", temperature: float = config.TEMPERATURE, top_k=None,
                seed=None, skip_unknown: bool = False) -> str:
         """``n`` characters drawn after ``prime``; the same seed gives the same text.
 
         See :func:`charrnn.sampling.sample`.
         """
-        from .sampling import sample
-        return sample(self, n, prime, temperature, top_k, seed, skip_unknown)
+        return sampling.sample(self, n, prime, temperature, top_k, seed, skip_unknown)
 
-    def generate(self, n=None, prime: str = "", temperature: float = 1.0, top_k=None,
-                 seed=None, skip_unknown: bool = False):
+    def generate(self, n=None, prime: str = "", temperature: float = config.TEMPERATURE,
+                 top_k=None, seed=None, skip_unknown: bool = False):
         """An iterator of sampled characters (endless if ``n`` is None); see ``sample``."""
-        from .sampling import generate
-        return generate(self, n, prime, temperature, top_k, seed, skip_unknown)
+        return sampling.generate(self, n, prime, temperature, top_k, seed, skip_unknown)
 
-    def sample_many(self, k: int, n: int, prime: str = "", temperature: float = 1.0,
+    def sample_many(self, k: int, n: int, prime: str = "", temperature: float = config.TEMPERATURE,
                     top_k=None, seed=None, skip_unknown: bool = False) -> list:
         """``k`` independent samples of ``n`` characters, drawn as one batch."""
-        from .sampling import sample_many
-        return sample_many(self, k, n, prime, temperature, top_k, seed, skip_unknown)
+        return sampling.sample_many(self, k, n, prime, temperature, top_k, seed,
+                                    skip_unknown)
 
     def score(self, text: str, skip_unknown: bool = False) -> float:
         """Bits per character of ``text`` under the model."""
-        from .sampling import score
-        return score(self, text, skip_unknown)
+        return sampling.score(self, text, skip_unknown)
 
     def save(self, path):
         """Write the model (and its training state, if any) to one checkpoint file."""
-        from .checkpoint import save
-        return save(path, self, getattr(self, "_train_state", None))
+        return checkpoint.save(path, self, getattr(self, "_train_state", None))
+
+    @classmethod
+    def from_checkpoint(cls, parts: checkpoint.Checkpoint,
+                        backend: str = "auto") -> "CharRNN":
+        """The model of a checkpoint read by :func:`charrnn.checkpoint.read`, with its
+        training state (if any) riding along as ``_train_state``.
+
+        Raises
+        ------
+        CheckpointError
+            The file's model cannot be built (e.g. a bad hidden size or backend).
+        """
+        m = parts.model
+        try:
+            model = cls(m.vocab, hidden_size=m.hidden_size, dtype=m.dtype, seed=m.seed,
+                        backend=backend)
+        except (TypeError, ValueError, MemoryError) as e:
+            raise parts.error(f"cannot build its model: {e}") from None
+        for name, value in m.params.items():
+            model.params[name][...] = value
+        model._train_state = parts.state
+        return model
 
     @classmethod
     def load(cls, path, backend: str = "auto") -> "CharRNN":
         """A model from a checkpoint file; see :func:`charrnn.load`."""
-        from .checkpoint import load
-        return load(path, backend)
+        return cls.from_checkpoint(checkpoint.read(path), backend)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from .config import EVAL_CHUNK, EVAL_MAX_STREAMS, EVAL_MIN_STREAM
+from .config import EVAL_CHUNK, EVAL_MAX_STREAMS, EVAL_MIN_STREAM, TEMPERATURE
 
 GEN_CHUNK = 64          # characters drawn per kernel call when streaming
 PRIME_CHUNK = 256       # prime characters per forward call
@@ -117,9 +117,9 @@ def prime_state(model, prime_ids: np.ndarray, batch: int = 1) -> tuple[np.ndarra
 
 # ----------------------------------------------------------------------------- drawing
 
-def generate_ids(model, n: int | None, prime_ids: np.ndarray, temperature: float = 1.0,
-                 top_k: int | None = None, seed=None, batch: int = 1,
-                 chunk: int = GEN_CHUNK) -> Iterator[np.ndarray]:
+def generate_ids(model, n: int | None, prime_ids: np.ndarray,
+                 temperature: float = TEMPERATURE, top_k: int | None = None, seed=None,
+                 batch: int = 1, chunk: int = GEN_CHUNK) -> Iterator[np.ndarray]:
     """Draw ``n`` ids per stream (forever if ``n`` is None), yielding int32 (m, B) chunks."""
     rng = _rng(seed)
     temperature, top_k = _check_draw(model, temperature, top_k)
@@ -136,9 +136,9 @@ def generate_ids(model, n: int | None, prime_ids: np.ndarray, temperature: float
         yield out
 
 
-def generate(model, n: int | None = None, prime: str = "", temperature: float = 1.0,
-             top_k: int | None = None, seed=None, skip_unknown: bool = False
-             ) -> Iterator[str]:
+def generate(model, n: int | None = None, prime: str = "",
+             temperature: float = TEMPERATURE, top_k: int | None = None, seed=None,
+             skip_unknown: bool = False) -> Iterator[str]:
     """Stream sampled characters one by one (after the prime, which is not repeated).
 
     ``n=None`` streams without end. Same arguments as :func:`sample`.
@@ -155,7 +155,7 @@ def generate(model, n: int | None = None, prime: str = "", temperature: float = 
     return chars()
 
 
-def sample(model, n: int, prime: str = "", temperature: float = 1.0,
+def sample(model, n: int, prime: str = "", temperature: float = TEMPERATURE,
            top_k: int | None = None, seed=None, skip_unknown: bool = False) -> str:
     """``n`` characters drawn after ``prime``.
 
@@ -186,9 +186,9 @@ def sample(model, n: int, prime: str = "", temperature: float = 1.0,
     return model.vocab.decode(out[:, 0])
 
 
-def sample_many(model, k: int, n: int, prime: str = "", temperature: float = 1.0,
-                top_k: int | None = None, seed=None, skip_unknown: bool = False
-                ) -> list[str]:
+def sample_many(model, k: int, n: int, prime: str = "",
+                temperature: float = TEMPERATURE, top_k: int | None = None, seed=None,
+                skip_unknown: bool = False) -> list[str]:
     """``k`` independent samples of ``n`` characters, drawn as one batch of k streams."""
     k = _count("k", k, minimum=1)
     n = _count("n", n)

@@ -422,9 +422,9 @@ def loss(layout, theta not None, X not None, Y not None, h0 not None, hlast not 
 cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
                floating* e, int* top) noexcept nogil:
     """One id from logits z (V,) by inverse CDF, in the exact order of
-    _numpy_kernels.draw: e = exp((z - max z) / T), zero outside the top k, then the first
-    id whose running sum exceeds u * total. e is scratch for 2V values (the exps, then
-    their running sums), top for k ints."""
+    charrnn.kernels.reference.draw: e = exp((z - max z) / T), zero outside the top k,
+    then the first id whose running sum exceeds u * total. e is scratch for 2V values
+    (the exps, then their running sums), top for k ints."""
     cdef int j, i, n = 0, best = 0
     cdef floating m, c
     cdef floating* cs = e + V

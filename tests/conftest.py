@@ -1,8 +1,10 @@
-"""Shared fixtures: backends, dtypes, and the reference data directory."""
+"""Shared fixtures: backends, dtypes, the reference data directory, benchmark modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,22 @@ from charrnn.kernels import backend as _backend
 from charrnn.layout import Layout
 
 REQUIRE_EXT = os.environ.get("CHARRNN_REQUIRE_EXT", "") not in ("", "0")
+BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def benchmark_module(name: str):
+    """A module of benchmarks/ (one without sibling imports), loaded by path under a
+    private name so nothing on sys.path is shadowed; skip if it is not beside the tests."""
+    path = BENCH_DIR / f"{name}.py"
+    if not path.is_file():
+        pytest.skip(f"benchmarks/{name}.py is not beside the tests")
+    key = f"_charrnn_benchmarks_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 def compiled_kernels():

@@ -6,7 +6,6 @@ No timing assertions: the speed of anything is the suite's business, not the tes
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -18,25 +17,13 @@ import pytest
 
 import charrnn
 from charrnn import bench
-from conftest import compiled_kernels
+from conftest import BENCH_DIR, compiled_kernels
+from conftest import benchmark_module as _import
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 IMPLS = ("compiled", "numpy", "classic", "torch")
 
 pytestmark = pytest.mark.skipif(not (BENCH_DIR / "run.py").is_file(),
                                 reason="benchmarks/ is not beside the tests")
-
-
-def _import(name: str):
-    """A module of benchmarks/ (one without sibling imports), loaded by path under a
-    private name so nothing on sys.path is shadowed."""
-    key = f"_charrnn_benchmarks_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, BENCH_DIR / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +223,7 @@ def test_pin_threads_limits_both_openblas_copies():
 def test_compiled_step_allocates_nothing_after_warm_up():
     compiled_kernels()
     w = bench.CharrnnTrain("cython", 2, 16, 5, 17, "float32")
-    r = bench.allocation_check(w, steps=100, warmup_steps=300)
+    r = _import("allocations").allocation_check(w, steps=100, warmup_steps=300)
     assert r["traced_growth"] <= 0 and r["rss_growth"] <= 0
     assert r["traced_peak_above_start"] <= r["peak_allowance"]
     assert r["flat"]
@@ -244,7 +231,7 @@ def test_compiled_step_allocates_nothing_after_warm_up():
 
 def test_allocation_check_sees_numpy_backend_temporaries():
     w = bench.CharrnnTrain("numpy", 2, 64, 5, 65, "float64")
-    r = bench.allocation_check(w, steps=5, warmup_steps=3)
+    r = _import("allocations").allocation_check(w, steps=5, warmup_steps=3)
     # the NumPy optimizer update clips into a copy of the gradient: one array per step
     assert r["traced_peak_above_start"] >= w.model.num_params * 8
     assert not r["flat"]

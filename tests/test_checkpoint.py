@@ -14,6 +14,7 @@ import pytest
 
 import charrnn
 from charrnn import checkpoint as ckpt
+from charrnn.api import read as read_checkpoint
 from charrnn.errors import CheckpointError
 
 TEXT = ("the cat sat on the mat. the dog ate the log. 中文 😀\r\n" * 40)
@@ -62,7 +63,7 @@ def rewrite(src, dst, change=None, drop=(), meta=None, digest=True):
 def test_round_trip_keeps_every_piece_of_state(trained):
     model, path = trained
     st = model._train_state
-    m2, st2, meta = ckpt.read(path)
+    m2, st2, meta = read_checkpoint(path)
     assert meta["format"] == ckpt.FORMAT and meta["version"] == ckpt.FORMAT_VERSION
     assert meta["charrnn_version"] == charrnn.__version__
     assert m2.vocab == model.vocab and "😀" in m2.vocab and "\r" in m2.vocab
@@ -84,7 +85,7 @@ def test_round_trip_keeps_every_piece_of_state(trained):
     assert st2.best_val_loss == st.best_val_loss and st2.best_step == st.best_step
     assert st.best_step in (4, 8, 9) and st.best_val_loss is not None
     assert st2.corpus == st.corpus
-    assert not ckpt.read(path)[0].theta is model.theta
+    assert not read_checkpoint(path)[0].theta is model.theta
 
 
 def test_model_only_save_and_load(tmp_path):
@@ -223,7 +224,7 @@ def test_every_damaged_byte_is_caught(trained, tmp_path):
         b[pos] ^= 1 << (pos % 8)
         bad.write_bytes(bytes(b))
         with pytest.raises(CheckpointError):
-            ckpt.read(bad, backend="numpy")
+            read_checkpoint(bad, backend="numpy")
 
 
 def test_the_digest_is_a_plain_zip_comment(trained):

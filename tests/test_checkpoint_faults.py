@@ -23,23 +23,25 @@ import pytest
 
 import charrnn
 from charrnn import checkpoint as ckpt
+from charrnn.api import read as read_checkpoint
 from charrnn.config import TrainConfig
 from charrnn.optim import make_optimizer
+from charrnn.training.state import TrainState
 
 POSIX = os.name == "posix"
 
 
-def full_state(model: charrnn.CharRNN, step: int) -> ckpt.TrainState:
+def full_state(model: charrnn.CharRNN, step: int) -> TrainState:
     """A complete training state whose every part is derived from ``step``."""
     cfg = TrainConfig(hidden_size=model.hidden_size, dtype=model.dtype.name, batch_size=2,
                       seq_length=4, optimizer="adam").validate()
     opt = make_optimizer("adam", model.num_params, model.dtype, 1e-3)
-    state = ckpt.TrainState(config=cfg, optimizer=opt,
+    state = TrainState(config=cfg, optimizer=opt,
                             h=np.zeros((2, model.hidden_size), model.dtype))
     return set_step(state, step)
 
 
-def set_step(state: ckpt.TrainState, step: int) -> ckpt.TrainState:
+def set_step(state: TrainState, step: int) -> TrainState:
     """Make every part of ``state`` the one that goes with ``step`` (in place)."""
     state.optimizer.t = step
     for arr in state.optimizer.state.values():
@@ -124,10 +126,10 @@ def test_a_write_failing_partway_keeps_the_old_file(saved, monkeypatch, kind, fr
     assert len(opened) == 1 and opened[0].written == limit   # it did fail partway
     assert target.read_bytes() == before
     assert temps(target.parent) == []
-    assert ckpt.read(target)[1].step == 5
+    assert read_checkpoint(target)[1].step == 5
     # the next save works and replaces the file
     ckpt.save(target, m, full_state(m, 6))
-    assert ckpt.read(target)[1].step == 6 and temps(target.parent) == []
+    assert read_checkpoint(target)[1].step == 6 and temps(target.parent) == []
 
 
 @pytest.mark.parametrize("stage", ["fsync", "chmod", "replace"])
@@ -212,7 +214,7 @@ def pattern(step: int, n: int) -> np.ndarray:
 
 
 def check_consistent(path) -> int:
-    model, st, meta = ckpt.read(path)
+    model, st, meta = read_checkpoint(path)
     k = st.step
     assert model.theta.tobytes() == pattern(k, model.num_params).tobytes(), k
     assert st.optimizer.t == k and st.chars_seen == 8 * k
@@ -244,7 +246,7 @@ def test_sigkill_at_random_moments_never_breaks_the_file(tmp_path):
             # let this writer finish one save (so every round tests a new file, however
             # loaded the machine), then kill it at a random moment of its save loop
             deadline = time.monotonic() + 60
-            while not (path.exists() and ckpt.read(path)[1].step > step):
+            while not (path.exists() and read_checkpoint(path)[1].step > step):
                 assert time.monotonic() < deadline, "the writer never saved"
                 time.sleep(0.002)
             time.sleep(rnd.uniform(0.0, 0.08))

@@ -1,8 +1,9 @@
 """The batched formulation is the classic: B = 1 is min-char-rnn's lossFun, B > 1 averages.
 
-``classic_lossFun`` below is deliberately the plain per-step loop of min-char-rnn (dicts
-xs/hs/ys/ps keyed by t, one-hot column vectors, np.dot), written independently of the
-package, in float64.
+The classic is ``lossFun`` of ``benchmarks/classic.py``, the benchmark's transcription of
+min-char-rnn (dicts xs/hs/ys/ps keyed by t, one-hot column vectors, np.dot), written
+independently of the package, in float64; the tests that need it skip when
+``benchmarks/`` is not beside the tests.
 """
 
 from __future__ import annotations
@@ -11,39 +12,13 @@ import numpy as np
 import pytest
 
 import charrnn
-from conftest import make_params
+from conftest import benchmark_module, make_params
 
 
-def classic_lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
-    """min-char-rnn's lossFun: inputs, targets are lists of ints, hprev is Hx1."""
-    vocab_size = Wxh.shape[1]
-    xs, hs, ys, ps = {}, {}, {}, {}
-    hs[-1] = np.copy(hprev)
-    loss = 0
-    # forward pass
-    for t in range(len(inputs)):
-        xs[t] = np.zeros((vocab_size, 1))                       # one-hot
-        xs[t][inputs[t]] = 1
-        hs[t] = np.tanh(np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t - 1]) + bh)
-        ys[t] = np.dot(Why, hs[t]) + by                         # unnormalized log probs
-        ps[t] = np.exp(ys[t]) / np.sum(np.exp(ys[t]))           # probabilities
-        loss += -np.log(ps[t][targets[t], 0])                   # softmax (cross-entropy)
-    # backward pass
-    dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
-    dbh, dby = np.zeros_like(bh), np.zeros_like(by)
-    dhnext = np.zeros_like(hs[0])
-    for t in reversed(range(len(inputs))):
-        dy = np.copy(ps[t])
-        dy[targets[t]] -= 1
-        dWhy += np.dot(dy, hs[t].T)
-        dby += dy
-        dh = np.dot(Why.T, dy) + dhnext
-        dhraw = (1 - hs[t] * hs[t]) * dh
-        dbh += dhraw
-        dWxh += np.dot(dhraw, xs[t].T)
-        dWhh += np.dot(dhraw, hs[t - 1].T)
-        dhnext = np.dot(Whh.T, dhraw)
-    return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1]
+def classic_lossFun(*args):
+    """``benchmarks/classic.py``'s lossFun: inputs, targets are lists of ints, hprev is
+    Hx1, then Wxh, Whh, Why, bh, by; the raw (unclipped) gradients."""
+    return benchmark_module("classic").lossFun(*args)
 
 
 def _tol(dtype):

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import charrnn
-from charrnn import checkpoint as ckpt
 from charrnn import cli
 from charrnn import config as C
+from charrnn.api import read as read_checkpoint
 
 TINY = ["--hidden-size", "16", "--batch-size", "2", "--seq-length", "8",
         "--eval-every", "10", "--log-every", "5", "--sample-every", "10",
@@ -82,7 +82,7 @@ def test_train_prints_progress_samples_and_summary(work):
 
 def test_unicode_round_trip_on_a_generated_text(work):
     tmp, _ = work
-    model, st, _ = ckpt.read(tmp / "m.ckpt.npz")
+    model, st, _ = read_checkpoint(tmp / "m.ckpt.npz")
     assert model.vocab.chars == "".join(sorted(set(UNICODE)))      # BOM gone, CR kept
     assert st.step == 30 and st.corpus["chars"] == len(UNICODE) * 40
     s = run(tmp, "sample", "m.ckpt.npz", "-n", "200", "--seed", "3", "--prime", "Ça ",
@@ -150,11 +150,11 @@ def test_default_run_on_the_builtin_corpus(tmp_path):
     p = run(tmp_path, "train", "--steps", "3", "--eval-max-chars", "3000",
             "--hidden-size", "32", check=0)
     assert "<stdlib>" in p.stdout
-    _, st, _ = ckpt.read(tmp_path / "charrnn.ckpt.npz")
+    _, st, _ = read_checkpoint(tmp_path / "charrnn.ckpt.npz")
     assert st.corpus["source"] == "<stdlib>" and st.step == 3
     # resuming needs no file: the checkpoint names its text
     run(tmp_path, "train", "--resume", "charrnn.ckpt.npz", "--steps", "2", "-q", check=0)
-    assert ckpt.read(tmp_path / "charrnn.ckpt.npz")[1].step == 5
+    assert read_checkpoint(tmp_path / "charrnn.ckpt.npz")[1].step == 5
 
 
 def test_an_existing_checkpoint_is_never_overwritten_by_a_fresh_run(tmp_path):
@@ -170,7 +170,7 @@ def test_an_existing_checkpoint_is_never_overwritten_by_a_fresh_run(tmp_path):
     one_line_error(p, 2, r"n\.ckpt\.npz already exists")
     run(tmp_path, "train", "t.txt", *TINY, "--steps", "4", "-q", "-o", "m.ckpt.npz",
         "--overwrite", check=0)
-    assert ckpt.read(tmp_path / "m.ckpt.npz")[1].step == 4
+    assert read_checkpoint(tmp_path / "m.ckpt.npz")[1].step == 4
 
 
 # ----------------------------------------------------------------------------- resume
@@ -181,8 +181,8 @@ def test_exact_resume_across_processes(tmp_path):
     run(tmp_path, "train", "t.txt", *flags, "--steps", "24", "-o", "a.ckpt.npz", check=0)
     run(tmp_path, "train", "t.txt", *flags, "--steps", "12", "-o", "b.ckpt.npz", check=0)
     run(tmp_path, "train", "--resume", "b.ckpt.npz", "--steps", "12", "-q", check=0)
-    ma, sa, _ = ckpt.read(tmp_path / "a.ckpt.npz")
-    mb, sb, _ = ckpt.read(tmp_path / "b.ckpt.npz")
+    ma, sa, _ = read_checkpoint(tmp_path / "a.ckpt.npz")
+    mb, sb, _ = read_checkpoint(tmp_path / "b.ckpt.npz")
     assert sa.step == sb.step == 24
     assert ma.theta.tobytes() == mb.theta.tobytes()
     for k in sa.optimizer.state:
@@ -226,7 +226,7 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     assert rc == 130, err
     assert "Traceback" not in err
     assert "checkpoint saved to c.ckpt.npz" in err
-    st = ckpt.read(tmp_path / "c.ckpt.npz")[1]
+    st = read_checkpoint(tmp_path / "c.ckpt.npz")[1]
     assert st.step >= 20 and st.position > 0
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
@@ -350,7 +350,7 @@ def test_unicode_round_trip_on_alice_fr(shared_file, tmp_path):
     text = text[1:]
     run(tmp_path, "train", src, *TINY, "--steps", "10", "--eval-max-chars", "4000",
         "-o", "a.ckpt.npz", "-q", check=0)
-    model, st, _ = ckpt.read(tmp_path / "a.ckpt.npz")
+    model, st, _ = read_checkpoint(tmp_path / "a.ckpt.npz")
     assert model.vocab.chars == "".join(sorted(set(text)))
     # 110 distinct code points in the file, one of them the BOM that reading drops
     assert len(model.vocab) == 109 and "\r" in model.vocab and "\ufeff" not in model.vocab

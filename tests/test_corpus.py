@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from charrnn import corpus as C
+from charrnn import data as C
+from charrnn.data.vocab import Vocab
 from charrnn.errors import CorpusError
-from charrnn.vocab import Vocab
 
 MIXED = "Ça va? naïve café — 中文 😀\nline two\r\nline three\rend"
 
@@ -300,7 +300,7 @@ def test_reading_never_loads_the_whole_file_at_once(tmp_path, monkeypatch):
         def __exit__(self, *a):
             self.f.close()
 
-    monkeypatch.setattr(C, "open", lambda *a, **k: Spy(real_open(*a, **k)), raising=False)
+    monkeypatch.setattr(C.text, "open", lambda *a, **k: Spy(real_open(*a, **k)), raising=False)
     c = C.Corpus.from_file(p, chunk_size=512, cache_threshold=100, cache_dir=tmp_path / "c")
     assert len(c) == len(text)
     assert sizes and all(0 < n <= 512 for n in sizes)

@@ -483,7 +483,7 @@ LOAD_TIMEOUT = 30.0
 @pytest.fixture(scope="module")
 def valid_checkpoint(tmp_path_factory):
     """The bytes of a small, valid checkpoint with a full training state, and its folder."""
-    from charrnn import checkpoint as ckpt
+    from charrnn import api as ckpt
     d = tmp_path_factory.mktemp("ckpt_fuzz")
     path = d / "valid.ckpt.npz"
     text = "to be or not to be, that is the question. " * 20
@@ -496,7 +496,7 @@ def valid_checkpoint(tmp_path_factory):
 def read_guarded(path):
     """``checkpoint.read`` in a thread: its outcome, or a failure if it does not return."""
     import threading
-    from charrnn import checkpoint as ckpt
+    from charrnn import api as ckpt
     out = {}
 
     def run():

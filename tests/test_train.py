@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 import charrnn
-from charrnn import checkpoint as ckpt
+from charrnn.api import read as read_checkpoint
 from charrnn.config import CLASSIC, TrainConfig
 from charrnn.errors import CorpusError, TrainingDiverged, TrainingInterrupted
 from charrnn.optim import make_optimizer
-from charrnn.trainer import Trainer, default_paths
+from charrnn.training.loop import Trainer
+from charrnn.training.run import default_paths
 
 TINY = dict(hidden_size=16, batch_size=3, seq_length=8, eval_every=5, log_every=5,
             sample_every=0, verbose=False)
@@ -167,11 +168,11 @@ def test_nan_guard_applies_no_update_and_keeps_the_checkpoint(tmp_path, what):
     assert not math.isfinite(err.loss if what == "loss" else err.grad_norm)
     assert model.theta.tobytes() == seen["theta"].tobytes()     # no update applied
     assert path.read_bytes() == seen["file"]                      # last good one untouched
-    assert ckpt.read(path)[1].step == 5
+    assert read_checkpoint(path)[1].step == 5
 
 
 def test_a_non_finite_validation_loss_stops_training(tmp_path, monkeypatch):
-    train_mod = sys.modules["charrnn.trainer"]
+    train_mod = sys.modules["charrnn.training.loop"]
     real = train_mod.sampling.evaluate
     calls = []
 
@@ -184,7 +185,7 @@ def test_a_non_finite_validation_loss_stops_training(tmp_path, monkeypatch):
     path = tmp_path / "v.ckpt.npz"
     with pytest.raises(TrainingDiverged, match="step 10: validation loss inf"):
         charrnn.train(TEXT, steps=50, checkpoint=path, **TINY)
-    assert ckpt.read(path)[1].step == 5
+    assert read_checkpoint(path)[1].step == 5
 
 
 def test_overflowed_parameters_are_never_saved(tmp_path):
@@ -196,7 +197,7 @@ def test_overflowed_parameters_are_never_saved(tmp_path):
                       if rec["step"] == 10 else None, **TINY)
     # poisoned just after the save at step 10; tanh keeps the loss finite, so only the
     # check before the next save (step 15) sees it
-    m, st, _ = ckpt.read(path)
+    m, st, _ = read_checkpoint(path)
     assert st.step == 10 and np.isfinite(m.theta).all()
 
 
@@ -233,9 +234,9 @@ def test_early_stopping_and_the_best_checkpoint(tmp_path, monkeypatch):
     assert r.best_val_loss == 2.0 and r.best_step == 10
     best = tmp_path / "e.best.ckpt.npz"
     assert r.best_checkpoint == str(best)
-    st = ckpt.read(best)[1]
+    st = read_checkpoint(best)[1]
     assert st.step == 10 and st.best_val_loss == 2.0
-    assert ckpt.read(path)[1].step == 25
+    assert read_checkpoint(path)[1].step == 25
 
 
 def test_restore_best(monkeypatch):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from charrnn import Vocab
-from charrnn.vocab import id_dtype
+from charrnn.data.vocab import id_dtype
 
 MIXED = "Hello, wörld! Ça va? Ωμέγα — 漢字 😀𝄞 tab\tcr\r\nend"
 

@@ -65,8 +65,8 @@ def child_env(work: Path) -> dict:
 
 
 def read_state(path: Path):
-    from charrnn import checkpoint as ckpt
-    return ckpt.read(path, backend="numpy")
+    from charrnn.api import read
+    return read(path, backend="numpy")
 
 
 def saved_step(path: Path) -> int:

@@ -60,7 +60,7 @@ def generate(path: str, size: int, seed: int = 0) -> None:
 def child(args) -> None:
     """Train on ``args.text`` and print one JSON line with timings and the peak RSS."""
     import charrnn
-    from charrnn.corpus import Corpus
+    from charrnn.data.corpus import Corpus
 
     t0 = time.perf_counter()
     corpus = Corpus.from_file(args.text, cache_dir=args.cache_dir)

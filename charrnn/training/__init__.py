@@ -1,0 +1,15 @@
+"""Training: the loop and everything a run needs besides the model and the data.
+
+=================  ==========================================================
+``state``          :class:`TrainState`: what a run needs to continue exactly
+``step``           :class:`Stepper`: one training step (the trainer's and the benchmark's)
+``report``         console output: header, progress lines or a tqdm bar, footer
+``result``         :class:`TrainResult`: what a call of ``train`` did
+``loop``           :class:`Trainer`: the fit loop, evaluation, checkpoints, Ctrl-C
+``run``            :func:`train`: a run assembled for a model, and the resume policy
+=================  ==========================================================
+
+These modules take a model object and never import :mod:`charrnn.model`, which imports
+them for ``CharRNN.fit``. This file imports nothing: :mod:`charrnn.checkpoint` reads
+``training.state``, and ``training.loop`` writes checkpoints.
+"""
