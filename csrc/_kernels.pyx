@@ -932,3 +932,49 @@ def train_step(layout, w not None, g not None, X not None, Y not None, h not Non
 
 
 _this = sys.modules[__name__]
+
+
+# ----------------------------------------------------------------------------- BLAS shims
+#
+# The shims of csrc/_blas.pxd (the row-major transpose trick) made callable, so the tests
+# can hold each one to NumPy at every transpose combination, as scikit-learn tests its
+# own BLAS wrappers. The kernels call the shims directly; nothing else calls these.
+
+cdef _run_gemm(bint ta, bint tb, floating alpha, const floating[:, ::1] A,
+               const floating[:, ::1] B, floating beta, floating[:, ::1] C):
+    cdef int M = C.shape[0], N = C.shape[1], K = A.shape[0] if ta else A.shape[1]
+    if ((A.shape[1] if ta else A.shape[0]) != M or (B.shape[1] if tb else B.shape[0]) != K
+            or (B.shape[0] if tb else B.shape[1]) != N or M < 1 or N < 1 or K < 1):
+        raise ValueError("gemm: shapes do not match, or an empty dimension")
+    with nogil:
+        gemm(ta, tb, M, N, K, alpha, &A[0, 0], <int>A.shape[1], &B[0, 0], <int>B.shape[1],
+             beta, &C[0, 0], N)
+
+
+def _gemm(bint transA, bint transB, double alpha, A not None, B not None, double beta,
+          C not None):
+    """C = alpha * op(A) @ op(B) + beta * C in place (op(X) = X.T if trans), 2-D
+    C-contiguous arrays of one float dtype: the ``gemm`` shim."""
+    if C.dtype == _F64:
+        _run_gemm[double](transA, transB, alpha, A, B, beta, C)
+    else:
+        _run_gemm[float](transA, transB, <float>alpha, A, B, <float>beta, C)
+
+
+cdef _run_gemv(bint ta, floating alpha, const floating[:, ::1] A, const floating[::1] x,
+               floating beta, floating[::1] y):
+    cdef int M = A.shape[0], N = A.shape[1]
+    if (x.shape[0] != (M if ta else N) or y.shape[0] != (N if ta else M) or M < 1
+            or N < 1):
+        raise ValueError("gemv: shapes do not match, or an empty dimension")
+    with nogil:
+        gemv(ta, M, N, alpha, &A[0, 0], N, &x[0], beta, &y[0])
+
+
+def _gemv(bint transA, double alpha, A not None, x not None, double beta, y not None):
+    """y = alpha * op(A) @ x + beta * y in place (op(A) = A.T if transA), A 2-D
+    C-contiguous, one float dtype: the ``gemv`` shim."""
+    if y.dtype == _F64:
+        _run_gemv[double](transA, alpha, A, x, beta, y)
+    else:
+        _run_gemv[float](transA, <float>alpha, A, x, <float>beta, y)

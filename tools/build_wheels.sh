@@ -143,7 +143,7 @@ print("charrnn", charrnn.__version__, charrnn.__file__)
 print("kernels", k.__file__)
 print("backends", charrnn.available_backends())')
     # pytest (the console script) puts the tests directory, not the checkout, on sys.path;
-    # tests/test_packaging.py fails if charrnn still came from the source tree.
+    # tests/packaging/test_packaging.py fails if charrnn still came from the source tree.
     rc=0
     (cd "$rundir" && eval "\"$venv/bin/pytest\" -p no:cacheprovider --rootdir=\"$ROOT\" \
         \"$ROOT/tests\" ${CHARRNN_PYTEST_ARGS:-}") || rc=$?

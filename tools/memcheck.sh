@@ -61,13 +61,12 @@ if [ -z "${CHARRNN_DATA_DIR:-}" ] && [ -d "$src/../shared/data" ]; then
 fi
 
 # The kernel and property tests (ASan); files that do not exist are left out.
-KERNEL_TESTS=(test_parity.py test_gradcheck.py test_softmax.py test_properties.py
-              test_sampling_kernel.py test_optim.py test_classic.py test_model.py
-              test_bad_input.py test_fuzz.py test_threads.py test_train_step.py)
+KERNEL_TESTS=(kernels api/test_classic.py api/test_model.py robustness/test_bad_input.py
+              robustness/test_fuzz.py robustness/test_threads.py)
 # A handful of kernel tests for valgrind: every kernel on valid, read-only, unaligned and
 # in-place arguments, both dtypes, the compiled backend only. The same selection on the
 # NumPy backend is the second baseline of the suppressions (see run_valgrind).
-VALGRIND_FILE=tests/test_bad_input.py
+VALGRIND_FILE=tests/robustness/test_bad_input.py
 VALGRIND_K="cython and (read_only_inputs_accepted or unaligned or hlast_may_be_h0 \
 or larger_workspace or sample_zero_draws or empty_vectors or chunk_too_large)"
 
@@ -128,7 +127,7 @@ EOF
 existing_kernel_tests() {
     local f
     for f in "${KERNEL_TESTS[@]}"; do
-        [ -f "$DEST/tests/$f" ] && printf 'tests/%s\n' "$f"
+        [ -e "$DEST/tests/$f" ] && printf 'tests/%s\n' "$f"
     done
 }
 

@@ -15,7 +15,7 @@ import pytest
 
 import charrnn
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "import_cycles.py"
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "import_cycles.py"
 
 pytestmark = pytest.mark.skipif(not TOOL.is_file(), reason="tools/ is not beside the tests")
 

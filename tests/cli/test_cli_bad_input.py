@@ -2,7 +2,7 @@
 
 Every mistake must end with one line on stderr, no traceback, and exit code 2 for a
 usage error (a bad flag value) or 1 for anything else (a bad file, a bad checkpoint).
-Rows that tests/test_cli.py already runs are not repeated here. Each row runs through
+Rows that tests/cli/test_cli.py already runs are not repeated here. Each row runs through
 ``charrnn.cli.main`` in this process (fast), and as ``python -m charrnn`` in a
 subprocess with a temporary working directory: one row of each kind in the default run,
 every row with ``CHARRNN_CLI_ALL=1`` (about 40 s; those rows are also marked ``slow``).

@@ -2,7 +2,7 @@
 small shapes, random sane weights, random ids, in both dtypes.
 
 The default run draws a few dozen examples per property; set CHARRNN_HYPOTHESIS_EXAMPLES
-for a longer search, e.g. ``CHARRNN_HYPOTHESIS_EXAMPLES=2000 pytest tests/test_properties.py``.
+for a longer search, e.g. ``CHARRNN_HYPOTHESIS_EXAMPLES=2000 pytest tests/kernels/test_properties.py``.
 """
 
 from __future__ import annotations

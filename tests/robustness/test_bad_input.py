@@ -534,7 +534,8 @@ def test_dimensions_of_2_31_or_more(backend, dtype, tmp_path):
     A missing check is a segfault, so the rows run in a child process, which reports
     each row as it goes: a crash names the row that caused it.
     """
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+    here = Path(__file__).parent                    # and tests/, for conftest
+    code = (f"import sys; sys.path[:0] = [{str(here)!r}, {str(here.parent)!r}]; "
             f"import test_bad_input as t; t.huge_outcomes({backend!r}, {dtype.name!r})")
     p = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], cwd=tmp_path,
                        capture_output=True, text=True, timeout=600)

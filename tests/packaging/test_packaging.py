@@ -34,7 +34,7 @@ DIST = "charrnn-blas"
 KERNEL_MODULES = ("charrnn/layout.py", "charrnn/kernels/__init__.py",
                   "charrnn/kernels/backend.py", "charrnn/kernels/reference.py",
                   "charrnn/kernels/checks.py", "charrnn/kernels/rules.py")
-ROOT = Path(__file__).resolve().parents[1]          # the checkout, when tests run from it
+ROOT = Path(__file__).resolve().parents[2]          # the checkout, when tests run from it
 PKG = Path(charrnn.__file__).resolve().parent         # the charrnn being tested
 TEST_INSTALLED = os.environ.get("CHARRNN_TEST_INSTALLED", "") not in ("", "0")
 # PEP 440 public version: N(.N)*[{a|b|rc}N][.postN][.devN]
