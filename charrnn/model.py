@@ -233,8 +233,8 @@ class CharRNN:
         """
         return training_run.train(data, self, **kwargs)
 
-    def sample(self, n: int, prime: str = "", temperature: float = config.TEMPERATURE, top_k=None,
-               seed=None, skip_unknown: bool = False) -> str:
+    def sample(self, n: int, prime: str = "", temperature: float = config.TEMPERATURE,
+               top_k=None, seed=None, skip_unknown: bool = False) -> str:
         """``n`` characters drawn after ``prime``; the same seed gives the same text.
 
         See :func:`charrnn.sampling.sample`.
@@ -246,8 +246,9 @@ class CharRNN:
         """An iterator of sampled characters (endless if ``n`` is None); see ``sample``."""
         return sampling.generate(self, n, prime, temperature, top_k, seed, skip_unknown)
 
-    def sample_many(self, k: int, n: int, prime: str = "", temperature: float = config.TEMPERATURE,
-                    top_k=None, seed=None, skip_unknown: bool = False) -> list:
+    def sample_many(self, k: int, n: int, prime: str = "",
+                    temperature: float = config.TEMPERATURE, top_k=None, seed=None,
+                    skip_unknown: bool = False) -> list:
         """``k`` independent samples of ``n`` characters, drawn as one batch."""
         return sampling.sample_many(self, k, n, prime, temperature, top_k, seed,
                                     skip_unknown)

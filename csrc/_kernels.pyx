@@ -798,12 +798,11 @@ cdef void _fused(const Dims* d, floating* w, floating* g, floating* s1, floating
                  int rule, double lr, double a, double b, double eps, long step,
                  double clip, double max_norm, double* out) noexcept nogil:
     """out = (loss, ||g||); the update only when both are finite."""
-    cdef const Py_ssize_t* o = d.o
     cdef double L, norm, scale
     # the state is carried in place: h is h0 and hlast
-    L = _loss_and_grads(w + o[0], w + o[1], w + o[2], w + o[3], w + o[4], X, Y, h,
-                        g + o[0], g + o[1], g + o[2], g + o[3], g + o[4], h, B, T, d.H, d.V,
-                        hs, zs, dhs, dhnext)
+    L = _loss_and_grads(w + d.o[0], w + d.o[1], w + d.o[2], w + d.o[3], w + d.o[4], X, Y, h,
+                        g + d.o[0], g + d.o[1], g + d.o[2], g + d.o[3], g + d.o[4], h,
+                        B, T, d.H, d.V, hs, zs, dhs, dhnext)
     # norm = np.sqrt(np.sum(g.astype(np.float64) ** 2))
     if floating is float:
         norm = sqrt(vm_sumsq_f(g, d.n))
