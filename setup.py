@@ -35,9 +35,12 @@ def extensions():
     }
     # No -march=native and no -ffast-math: wheels run on other CPUs and the kernels
     # must keep IEEE semantics. -fno-math-errno lets gcc inline sqrt and vectorise;
-    # wide ISAs come from target_clones in csrc/_vmath.h, picked at load time, and
+    # -fno-trapping-math lets it turn the branch-free selects of csrc/_vmath.h's tanh
+    # and exp into vector blends (it assumes no floating-point trap is enabled, which
+    # changes no value); wide ISAs come from target_clones, picked at load time, and
     # -ffp-contract=off keeps every clone rounding exactly like the baseline code.
-    cflags = ["-O0", "-g"] if debug else ["-O3", "-fno-math-errno", "-ffp-contract=off"]
+    cflags = (["-O0", "-g"] if debug else
+              ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"])
     ldflags = []
     if _flag("CHARRNN_ASAN"):
         cflags += ["-fsanitize=address", "-fno-omit-frame-pointer", "-g"]
