@@ -173,6 +173,7 @@ def parse_size(s: str) -> int:
 
 
 def fmt_size(n: int) -> str:
+    """``n`` bytes as "100 MB" or "1 GB"."""
     return f"{n / 1e9:g} GB" if n >= 10**9 else f"{n / 1e6:g} MB"
 
 
