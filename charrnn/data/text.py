@@ -1,8 +1,9 @@
 """Reading text files: UTF-8 (a leading BOM dropped) or latin-1 bytes, in chunks.
 
 Line endings are kept unless asked to normalise them (CRLF and lone CR to LF). A file is
-read in chunks, never whole, as arrays of code points: what the vocabulary scan and the id
-encoding (:mod:`charrnn.data.encode`) consume.
+read in chunks, never whole, as pieces of text: ``bytes`` where each byte is a character,
+else ``str``, what the vocabulary scan and the id encoding (:mod:`charrnn.data.encode`)
+consume; or as arrays of code points.
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ def _normalize(piece, carry_cr: bool, final: bool):
     return piece.replace(cr + lf, lf).replace(cr, lf), carry
 
 
-def iter_codepoints(f, encoding: str = "utf-8", normalize_newlines: bool = False,
-                    name: str = "<text>", chunk_size: int = READ_CHUNK
-                    ) -> Iterator[np.ndarray]:
-    """Code points of a binary file, one array per chunk (uint8 when a chunk is ASCII).
+def iter_pieces(f, encoding: str = "utf-8", normalize_newlines: bool = False,
+                name: str = "<text>", chunk_size: int = READ_CHUNK) -> Iterator[bytes | str]:
+    """The text of a binary file, one piece per chunk read.
+
+    A piece is ``bytes`` when each of its bytes is one character (an ASCII piece of a
+    UTF-8 file, or any latin-1 piece), else the decoded ``str``. Pieces are never empty.
 
     Raises
     ------
@@ -76,18 +79,40 @@ def iter_codepoints(f, encoding: str = "utf-8", normalize_newlines: bool = False
                     at_start = False
                     if piece[0] == "\ufeff":
                         piece = piece[1:]
+                if piece.isascii():
+                    piece = piece.encode("ascii")
         else:
             piece = b
         offset += len(b)
         if normalize_newlines:
             piece, carry_cr = _normalize(piece, carry_cr, final)
         if piece:
-            if isinstance(piece, bytes):
-                yield np.frombuffer(piece, np.uint8)
-            else:
-                yield np.frombuffer(piece.encode("utf-32-le"), "<u4")
+            yield piece
         if final:
             return
+
+
+def codepoints(piece: bytes | str) -> np.ndarray:
+    """The code points of a piece of :func:`iter_pieces`: uint8 for bytes, else ``<u4``."""
+    if isinstance(piece, bytes):
+        return np.frombuffer(piece, np.uint8)
+    return np.frombuffer(piece.encode("utf-32-le"), "<u4")
+
+
+def iter_codepoints(f, encoding: str = "utf-8", normalize_newlines: bool = False,
+                    name: str = "<text>", chunk_size: int = READ_CHUNK
+                    ) -> Iterator[np.ndarray]:
+    """Code points of a binary file, one array per chunk (uint8 when a chunk is ASCII).
+
+    The pieces of :func:`iter_pieces` as arrays (:func:`codepoints`).
+
+    Raises
+    ------
+    CorpusError
+        The file is not valid UTF-8; the message names the byte offset.
+    """
+    for piece in iter_pieces(f, encoding, normalize_newlines, name, chunk_size):
+        yield codepoints(piece)
 
 
 def open_text(path) -> tuple[io.BufferedReader, str]:
