@@ -104,12 +104,24 @@ def train_products(B: int, H: int, T: int, V: int) -> list[Product]:
     return [p for p in out if p.count > 0]
 
 
-def sample_products(H: int, V: int) -> list[Product]:
-    """The BLAS calls per sampled character at B = 1."""
-    return [Product("recurrence h += Whh @ hprev", "gemv", False, False, H, H, 1, 1.0, 1,
-                    "Whh", "hprev", "h"),
-            Product("logits z += Why @ h", "gemv", False, False, V, H, 1, 1.0, 1,
-                    "Why", "h", "z")]
+def sample_products(H: int, V: int, B: int = 1) -> list[Product]:
+    """The BLAS calls of one sampling step of B streams (B characters)."""
+    if B == 1:
+        return [Product("recurrence h += Whh @ hprev", "gemv", False, False, H, H, 1, 1.0,
+                        1, "Whh", "hprev", "h"),
+                Product("logits z += Why @ h", "gemv", False, False, V, H, 1, 1.0, 1,
+                        "Why", "h", "z")]
+    return [Product("recurrence h += hprev @ Whh.T", "gemm", False, True, B, H, H, 1.0, 1,
+                    "hprev", "Whh", "h"),
+            Product("logits z += h @ Why.T", "gemm", False, True, B, V, H, 1.0, 1,
+                    "h", "Why", "z")]
+
+
+def forward_products(B: int, H: int, T: int, V: int) -> list[Product]:
+    """The BLAS calls of the forward-only ``loss`` kernel on a (B, T) chunk (scoring and
+    validation): the recurrence, then one output GEMM."""
+    return [p for p in train_products(B, H, T, V)
+            if p.role.startswith(("forward", "output"))]
 
 
 def _blas(kind: str, dtype):

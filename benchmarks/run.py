@@ -33,15 +33,22 @@ FULL_ALLOC = ((1, 100, 25, "float64"), (1, 100, 25, "float32"), (32, 256, 50, "f
 
 # ----------------------------------------------------------------------------- arguments
 
-def _config(s: str) -> tuple[int, int, int]:
-    try:
-        B, H, T = (int(x) for x in s.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected B,H,T (three integers), got {s!r}") \
-            from None
-    if min(B, H, T) < 1:
-        raise argparse.ArgumentTypeError(f"B, H, T must be >= 1, got {s!r}")
-    return B, H, T
+def _three(names: str):
+    """A parser of "a,b,c": three integers >= 1, named ``names`` ("B,H,T") in errors."""
+    def parse(s: str) -> tuple[int, int, int]:
+        try:
+            a, b, c = (int(x) for x in s.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {names} (three integers), "
+                                             f"got {s!r}") from None
+        if min(a, b, c) < 1:
+            raise argparse.ArgumentTypeError(f"{', '.join(names.split(','))} must be >= 1, "
+                                             f"got {s!r}")
+        return a, b, c
+    return parse
+
+
+_config = _three("B,H,T")
 
 
 def _alloc(s: str) -> tuple[int, int, int, str]:
@@ -87,6 +94,18 @@ def parser() -> argparse.ArgumentParser:
                    metavar="H", help="hidden sizes for sampling at B=1 (none: skip)")
     p.add_argument("--sample-chars", type=_pos_int, default=1000,
                    help="characters per sampling call")
+    p.add_argument("--api-sample-hidden", type=_pos_int, nargs="*", default=[100],
+                   metavar="H", help="hidden sizes for model.sample(n), compiled, 1 thread")
+    p.add_argument("--api-sample-chars", type=_pos_int, nargs="+", default=[1000, 100_000],
+                   metavar="N", help="the n of model.sample(n)")
+    p.add_argument("--api-many", type=_three("K,N,H"), default=(64, 1000, 512), metavar="K,N,H",
+                   help="model.sample_many(K, N) of a model with H hidden units")
+    p.add_argument("--score-hidden", type=_pos_int, default=512,
+                   help="hidden size for model.score")
+    p.add_argument("--score-chars", type=_pos_int, default=1_000_000,
+                   help="characters of the text model.score rates")
+    p.add_argument("--no-api", action="store_true",
+                   help="skip the API cases (model.sample, sample_many, score)")
     p.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
     p.add_argument("--optimizer", choices=("adagrad", "sgd", "rmsprop", "adam"),
                    default="adagrad", help="charrnn's and torch's optimizer "
@@ -116,7 +135,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 SMOKE = dict(configs=[(1, 8, 4), (2, 8, 4)], threads=[1], sample_hidden=[8],
-             sample_chars=20, rounds=2, round_time=0.01, warmup=0.005, pause=0.0,
+             sample_chars=20, api_sample_hidden=[8], api_sample_chars=[20, 50],
+             api_many=(3, 20, 8), score_hidden=8, score_chars=5000, rounds=2, round_time=0.01, warmup=0.005, pause=0.0,
              bound_rounds=2, bound_round_time=0.002, peak_size=64,
              alloc=[(1, 8, 4, "float64")], alloc_steps=20)
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import api_workloads as api
 import bound
 import classic
 import report
@@ -168,6 +169,43 @@ class Suite:
         return self._case("sample", ws, {"B": 1, "H": H, "V": V, "chars_per_call": n},
                           skipped, meter, bound.sample_products(H, V), 1, threads, dtype)
 
+    def api_cases(self, threads, meter) -> list[dict[str, Any]]:
+        """What users call, compiled backend: ``model.sample(n)`` for each n beside the
+        kernel at B = 1, ``sample_many(k, n)`` beside the kernel at B = k, and
+        ``model.score`` on a text, each against the bound of the kernel calls it makes."""
+        a, V, cases = self.a, self.a.vocab_size, []
+        if not self.compiled:
+            return cases
+        for dtype in a.dtypes:
+            for H in a.api_sample_hidden:
+                for n in a.api_sample_chars:
+                    self.log(f"api sample({n}) H={H} {dtype} threads={threads}")
+                    kern = CharrnnSample("cython", H, V, dtype, n_chars=n)
+                    kern.name = "kernel"
+                    api.trained_scale(kern.model)       # the API workload's weights
+                    ws = [kern, api.ApiSample("cython", H, V, dtype, n)]
+                    cases.append(self._case("api", ws, {"call": f"sample({n})", "B": 1,
+                                                        "H": H, "V": V}, {}, meter,
+                                            bound.sample_products(H, V), 1, threads, dtype))
+            k, n, H = a.api_many
+            self.log(f"api sample_many({k}, {n}) H={H} {dtype} threads={threads}")
+            kern = CharrnnSample("cython", H, V, dtype, n_chars=n, batch=k)
+            kern.name = "kernel"
+            api.trained_scale(kern.model)
+            ws = [kern, api.ApiSampleMany("cython", H, V, dtype, k, n)]
+            cases.append(self._case("api", ws, {"call": f"sample_many({k}, {n})", "B": k,
+                                                "H": H, "V": V}, {}, meter,
+                                    bound.sample_products(H, V, k), k, threads, dtype))
+            H, chars = a.score_hidden, a.score_chars
+            self.log(f"api score({chars:,} chars) H={H} {dtype} threads={threads}")
+            products, per_chunk = api.score_products(H, V, chars)
+            cases.append(self._case("api", [api.ApiScore("cython", H, V, dtype, chars)],
+                                    {"call": f"score({chars:,} chars)",
+                                     "B": products[0].M if products[0].kind == "gemm" else 1,
+                                     "H": H, "V": V}, {}, meter, products, per_chunk,
+                                    threads, dtype))
+        return cases
+
     def run(self) -> dict[str, Any]:
         a = self.a
         out: dict[str, Any] = {
@@ -177,7 +215,8 @@ class Suite:
                          for k, v in vars(a).items()},
             "environment": {**environment(), "source": source_state(),
                             "openblas_autodetected": openblas_autodetected()},
-            "pinning": [], "train": [], "sample": [], "gemm_peak": [], "allocations": [],
+            "pinning": [], "train": [], "sample": [], "api": [], "gemm_peak": [],
+            "allocations": [],
             "notes": []}
         auto = out["environment"]["openblas_autodetected"]
         if auto:
@@ -208,6 +247,8 @@ class Suite:
                     for dtype in a.dtypes:
                         self.log(f"sample H={H} {dtype} threads={threads}")
                         out["sample"].append(self.sample_case(H, dtype, threads, meter))
+                if threads == 1 and not a.no_api:
+                    out["api"].extend(self.api_cases(threads, meter))
                 for dtype in a.dtypes:
                     self.log(f"GEMM peak n={a.peak_size} {dtype} threads={threads}")
                     out["gemm_peak"].append({"threads": threads,

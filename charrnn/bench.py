@@ -120,31 +120,33 @@ class CharrnnTrain:
 
 
 class CharrnnSample:
-    """Sampling with the backend's ``sample`` kernel at B = 1, as ``charrnn sample`` does.
+    """Sampling with the backend's ``sample`` kernel, B streams (1: as ``charrnn sample``
+    does).
 
-    Each call draws ``n_chars`` characters with uniforms drawn once up front (the kernel
-    takes them as input), feeding back the last character and carrying the state.
+    Each call draws ``n_chars`` characters per stream with uniforms drawn once up front
+    (the kernel takes them as input), feeding back the last characters and carrying the
+    state.
     """
 
     def __init__(self, backend: str, H: int, V: int = VOCAB_SIZE, dtype: str = "float64",
-                 n_chars: int = 1000, seed: int = 0) -> None:
+                 n_chars: int = 1000, seed: int = 0, batch: int = 1) -> None:
         self.model = CharRNN(synthetic_vocab(V), H, dtype, seed=seed, backend=backend)
         self.K = self.model.kernels
         self.backend = self.model.backend
         self.name = f"charrnn-{self.backend}"
         self.dtype = np.dtype(dtype).name
-        self.chars_per_call = n_chars
+        self.chars_per_call = n_chars * batch
         rng = np.random.default_rng(seed + 2)
-        self.uniforms = rng.random((n_chars, 1))             # (n, B=1) float64, preallocated
-        self.h = np.zeros((1, H), self.model.dtype)
-        self.first = np.zeros(1, np.int32)
+        self.uniforms = rng.random((n_chars, batch))         # (n, B) float64, preallocated
+        self.h = np.zeros((batch, H), self.model.dtype)
+        self.first = np.zeros(batch, np.int32)
         self._args = (self.model.layout, self.model.theta)
 
     def run(self, n: int) -> None:
         sample, args, h, U = self.K.sample, self._args, self.h, self.uniforms
         for _ in range(n):
             out = sample(*args, h, self.first, U, 1.0, None)
-            self.first[0] = out[-1, 0]
+            self.first[:] = out[-1]
 
 
 # ----------------------------------------------------------------------------- threads

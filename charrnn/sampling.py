@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from .config import EVAL_CHUNK, EVAL_MAX_STREAMS, EVAL_MIN_STREAM, TEMPERATURE
+from .kernels import checks
 
 GEN_CHUNK = 64          # characters drawn per kernel call when streaming
+DRAW_CHUNK = 1 << 16    # ... and at most per call when all are wanted at once
 PRIME_CHUNK = 256       # prime characters per forward call
 LN2 = math.log(2.0)
 
@@ -48,19 +50,8 @@ def _count(name: str, n, allow_none: bool = False, minimum: int = 0):
 
 
 def _check_draw(model, temperature, top_k) -> tuple[float, int | None]:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer,
-                                                                     np.floating)):
-        raise TypeError(f"temperature must be a number, not {type(temperature).__name__}")
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
-    if top_k is not None:
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
-            raise TypeError(f"top_k must be an int or None, not {type(top_k).__name__}")
-        if not 1 <= top_k <= model.vocab_size:
-            raise ValueError(f"top_k must be in [1, {model.vocab_size}] (the vocabulary "
-                             f"size) or None, got {top_k}")
-        top_k = int(top_k)
-    return float(temperature), top_k
+    """The kernels' own checks, once per call of the API (not per chunk drawn)."""
+    return checks.temperature(temperature), checks.top_k(top_k, model.vocab_size) or None
 
 
 def unknown_chars_error(what: str, unknown: list[str], hint: str) -> ValueError:
@@ -124,14 +115,18 @@ def generate_ids(model, n: int | None, prime_ids: np.ndarray,
     rng = _rng(seed)
     temperature, top_k = _check_draw(model, temperature, top_k)
     h, x = prime_state(model, prime_ids, batch)
-    K = model.kernels
+    K, layout, theta = model.kernels, model.layout, model.theta
+    # the uniforms of every chunk in one buffer: the generator hands out the same numbers
+    # in the same order whatever the chunking, so a seed gives one text
+    U = np.empty((chunk if n is None else max(1, min(chunk, n)), batch))
     done = 0
     while n is None or done < n:
-        m = chunk if n is None else min(chunk, n - done)
-        U = rng.random((m, batch))                                  # (m, B) in [0, 1)
+        m = U.shape[0] if n is None else min(U.shape[0], n - done)
+        u = U[:m]
+        rng.random(out=u)                                           # (m, B) in [0, 1)
         with model._lock:
-            out = K.sample(model.layout, model.theta, h, x, U, temperature, top_k)
-        x = np.ascontiguousarray(out[-1])
+            out = K.sample(layout, theta, h, x, u, temperature, top_k)
+        x = out[-1]                                                 # (B,), contiguous
         done += m
         yield out
 
@@ -182,7 +177,8 @@ def sample(model, n: int, prime: str = "", temperature: float = TEMPERATURE,
     _check_draw(model, temperature, top_k)
     if n == 0:
         return ""
-    out = np.concatenate(list(generate_ids(model, n, ids, temperature, top_k, seed)))
+    out = np.concatenate(list(generate_ids(model, n, ids, temperature, top_k, seed,
+                                           chunk=DRAW_CHUNK)))
     return model.vocab.decode(out[:, 0])
 
 
@@ -198,7 +194,7 @@ def sample_many(model, k: int, n: int, prime: str = "",
     if n == 0:
         return [""] * k
     out = np.concatenate(list(generate_ids(model, n, ids, temperature, top_k, seed,
-                                           batch=k, chunk=max(GEN_CHUNK, n))))
+                                           batch=k, chunk=max(1, DRAW_CHUNK // k))))
     return [model.vocab.decode(out[:, b]) for b in range(k)]
 
 

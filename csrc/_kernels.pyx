@@ -20,6 +20,7 @@ from charrnn.workspace import Workspace
 
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE,
                              PyBuffer_Release, PyObject_GetBuffer)
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cython cimport floating
 from libc.math cimport log, sqrt, isfinite, INFINITY
 from libc.stdint cimport int32_t, int64_t, uintptr_t
@@ -132,6 +133,8 @@ cdef extern from "_vmath.h" nogil:
                    float eps, float clip, float scale)
     void vm_clip_d(double* g, Py_ssize_t n, double clip, double scale)
     void vm_clip_f(float* g, Py_ssize_t n, float clip, float scale)
+    double vm_max_d(const double* z, Py_ssize_t n)
+    float vm_max_f(const float* z, Py_ssize_t n)
     double vm_sumsq_d(const double* g, Py_ssize_t n)
     double vm_sumsq_f(const float* g, Py_ssize_t n)
 
@@ -322,13 +325,14 @@ cdef double _run_grads(const Dims* d, const floating[::1] w, floating[::1] g,
                        floating[::1] dhnext) except? -1:
     cdef int B = X.shape[0], T = X.shape[1], H = d.H, V = d.V
     cdef Py_ssize_t sz = sizeof(floating), i, j
-    cdef const floating* p = &w[0]
-    cdef floating* q = &g[0]
+    cdef const floating* p
+    cdef floating* q
     cdef double L
     if not _chunk_ok(d, w, X, Y, h0, hlast, hs, zs):
         raise _Invalid
     if not (g.shape[0] == d.n and dhs.shape[0] >= T * B * H and dhnext.shape[0] >= B * H):
         raise _Invalid
+    p, q = &w[0], &g[0]                 # (the checks above made both non-empty)
     # the gradient apart from every input, from hlast and from the workspace; dhs and
     # dhnext apart from hlast and the inputs (_chunk_ok did hs, zs)
     cdef const void* a[10]
@@ -357,10 +361,11 @@ cdef double _run_forward(const Dims* d, const floating[::1] w, const int32_t[:, 
                          floating[:, ::1] hlast, floating[::1] hs,
                          floating[::1] zs) except? -1:
     cdef int B = X.shape[0], T = X.shape[1], H = d.H, V = d.V
-    cdef const floating* p = &w[0]
+    cdef const floating* p
     cdef double L
     if not _chunk_ok(d, w, X, Y, h0, hlast, hs, zs):
         raise _Invalid
+    p = &w[0]                           # (non-empty: _chunk_ok checked its length)
     with nogil:
         L = _forward(p + d.o[0], p + d.o[1], p + d.o[2], p + d.o[3], p + d.o[4], &X[0, 0],
                      &Y[0, 0], &h0[0, 0], B, T, H, V, &hs[0], &zs[0], False)
@@ -429,13 +434,16 @@ cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
     cdef floating m, c
     cdef floating* cs = e + V
     cdef double target
-    for j in range(1, V):                                 # the first maximum
-        if z[j] > z[best]:
-            best = j
     if temperature == 0:                                  # 0, or 0 in this dtype
+        for j in range(1, V):                             # the first maximum
+            if z[j] > z[best]:
+                best = j
         return best
-    # (z - m) / T <= 0 cannot overflow, however small T is
-    m = z[best]
+    # (z - m) / T <= 0 cannot overflow, however small T is; m = z[first maximum]
+    if floating is float:
+        m = vm_max_f(z, V)
+    else:
+        m = vm_max_d(z, V)
     if 0 < k < V:
         # the k largest z, ties to the lower id: insertion into a sorted list of k
         for j in range(V):
@@ -471,36 +479,85 @@ cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
     return 0
 
 
-cdef _run_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h,
-                 const int32_t[::1] first_ids, const double[:, ::1] U,
-                 double temperature, int k, int32_t[:, ::1] out, floating[:, ::1] a,
-                 floating[:, ::1] z, floating[::1] e, int[::1] top):
-    cdef int n = U.shape[0], B = h.shape[0], H = d.H, V = d.V
-    cdef int i, b
-    cdef const floating* p = &w[0]
-    cdef const floating* Wxh = p + d.o[0]
-    cdef const floating* Whh = p + d.o[1]
-    cdef const floating* Why = p + d.o[2]
-    cdef const floating* bh = p + d.o[3]
-    cdef const floating* by = p + d.o[4]
-    cdef const int32_t* x = &first_ids[0]
-    cdef floating temp = <floating>temperature
-    with nogil:
-        for i in range(n):
-            _step(Wxh, Whh, bh, x, 1, B, H, V, &h[0, 0], &a[0, 0])
-            memcpy(&h[0, 0], &a[0, 0], B * H * sizeof(floating))
-            for b in range(B):
-                memcpy(&z[b, 0], by, V * sizeof(floating))
-            if B == 1:
-                # z += Why @ h                          (V,) += (V, H) @ (H,)
-                gemv(False, V, H, <floating>1, Why, H, &h[0, 0], <floating>1, &z[0, 0])
-            else:
-                # z += h @ Why.T                        (B, V) += (B, H) @ (H, V)
-                gemm(False, True, B, V, H, <floating>1, &h[0, 0], H, Why, H,
-                     <floating>1, &z[0, 0], V)
-            for b in range(B):
-                out[i, b] = _draw(&z[b, 0], V, U[i, b], temp, k, &e[0], &top[0])
-            x = &out[i, 0]
+cdef void _sample_loop(const Dims* d, const floating* w, floating* h, int B,
+                       const int32_t* first, const double* U, Py_ssize_t n,
+                       floating temperature, int k, int32_t* out, floating* a, floating* z,
+                       floating* e, int* top) noexcept nogil:
+    """n draws for B streams; a (B, H), z (B, V), e (2V) and top (V) are scratch."""
+    cdef int H = d.H, V = d.V, b
+    cdef Py_ssize_t i
+    cdef const floating* Wxh = w + d.o[0]
+    cdef const floating* Whh = w + d.o[1]
+    cdef const floating* Why = w + d.o[2]
+    cdef const floating* bh = w + d.o[3]
+    cdef const floating* by = w + d.o[4]
+    cdef const int32_t* x = first
+    for i in range(n):
+        _step(Wxh, Whh, bh, x, 1, B, H, V, h, a)
+        memcpy(h, a, B * H * sizeof(floating))
+        for b in range(B):
+            memcpy(z + b * V, by, V * sizeof(floating))
+        if B == 1:
+            # z += Why @ h                          (V,) += (V, H) @ (H,)
+            gemv(False, V, H, <floating>1, Why, H, h, <floating>1, z)
+        else:
+            # z += h @ Why.T                        (B, V) += (B, H) @ (H, V)
+            gemm(False, True, B, V, H, <floating>1, h, H, Why, H, <floating>1, z, V)
+        for b in range(B):
+            out[i * B + b] = _draw(z + b * V, V, U[i * B + b], temperature, k, e, top)
+        x = out + i * B
+
+
+cdef object _run_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h,
+                        const int32_t[::1] first, const double[:, ::1] U,
+                        double temperature, int k):
+    """Draw into a new (n, B) array: the arguments are checked already."""
+    cdef int B = h.shape[0], H = d.H, V = d.V
+    cdef Py_ssize_t n = U.shape[0]
+    out = np.empty((n, B), np.int32)
+    cdef int32_t[:, ::1] o = out
+    # one block of scratch: a (B, H), z (B, V), e (2V) of floating, then top (V) ints
+    cdef Py_ssize_t nf = <Py_ssize_t>B * H + <Py_ssize_t>B * V + 2 * V
+    cdef char* block = <char*>PyMem_Malloc(nf * sizeof(floating) + V * sizeof(int))
+    if block == NULL:
+        raise MemoryError
+    cdef floating* a = <floating*>block
+    try:
+        if n:
+            with nogil:
+                _sample_loop(d, &w[0], &h[0, 0], B, &first[0], &U[0, 0], n,
+                             <floating>temperature, k, &o[0, 0], a, a + B * H,
+                             a + B * H + B * V, <int*>(block + nf * sizeof(floating)))
+    finally:
+        PyMem_Free(block)
+    return out
+
+
+cdef object _checked_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h,
+                            const int32_t[::1] first, const double[:, ::1] U,
+                            double temperature, int k):
+    """The C-level twin of checks.sample for views acquired already: the draws, or None
+    when a check fails (for checks.sample to word)."""
+    cdef Py_ssize_t B = h.shape[0], n = U.shape[0], i, sz = sizeof(floating)
+    cdef const double* u
+    cdef bint ok = True
+    if not (d.itemsize == sz and w.shape[0] == d.n and 1 <= B <= _MAX
+            and h.shape[1] == d.H and U.shape[1] == B and first.shape[0] == B
+            and n * B <= _MAX and B * (d.H if d.H > d.V else d.V) <= _MAX):
+        return None
+    if not _ids_ok(&first[0], B, d.V):
+        return None
+    if n:
+        u = &U[0, 0]
+        for i in range(n * B):
+            ok &= (u[i] >= 0) & (u[i] <= 1)             # (NaN fails both)
+        if not ok:
+            return None
+    if not (_apart(&h[0, 0], B * d.H * sz, &w[0], d.n * sz)
+            and _apart(&h[0, 0], B * d.H * sz, &first[0], B * 4)
+            and (n == 0 or _apart(&h[0, 0], B * d.H * sz, &U[0, 0], n * B * 8))):
+        return None
+    return _run_sample(d, w, h, first, U, temperature, k)
 
 
 def sample(layout, theta not None, h not None, first_ids not None, uniforms not None,
@@ -510,21 +567,30 @@ def sample(layout, theta not None, h not None, first_ids not None, uniforms not 
     See ``charrnn.kernels.reference.sample``, the reference twin. Returns int32 (n, B).
     """
     cdef Dims d
+    cdef int k = 0
+    r = None
+    dtype = getattr(theta, "dtype", None)
+    if (_dims(layout, &d) and (type(temperature) is float or type(temperature) is int)
+            and isfinite(temperature) and temperature >= 0
+            and (top_k is None or (type(top_k) is int and 1 <= top_k <= d.V))):
+        k = 0 if top_k is None else top_k
+        try:
+            if dtype is _F64:
+                r = _checked_sample[double](&d, theta, h, first_ids, uniforms,
+                                            temperature, k)
+            elif dtype is _F32:
+                r = _checked_sample[float](&d, theta, h, first_ids, uniforms,
+                                           temperature, k)
+        except (ValueError, TypeError, BufferError):
+            r = None
+    if r is not None:
+        return r
     B, n, k = _checks.sample(layout, theta, h, first_ids, uniforms, temperature, top_k)
+    # the checks passed where the fast ones did not (a NumPy scalar temperature, say)
     _checked_dims(layout, &d)
-    dtype = layout.dtype
-    out = np.empty((n, B), np.int32)
-    a = np.empty((B, d.H), dtype)
-    z = np.empty((B, d.V), dtype)
-    e = np.empty(2 * d.V, dtype)
-    top = np.empty(d.V, np.intc)
-    if dtype == _F64:
-        _run_sample[double](&d, theta, h, first_ids, uniforms, float(temperature), k, out,
-                            a, z, e, top)
-    else:
-        _run_sample[float](&d, theta, h, first_ids, uniforms, float(temperature), k, out,
-                           a, z, e, top)
-    return out
+    if theta.dtype == _F64:
+        return _run_sample[double](&d, theta, h, first_ids, uniforms, float(temperature), k)
+    return _run_sample[float](&d, theta, h, first_ids, uniforms, float(temperature), k)
 
 
 # ----------------------------------------------------------------------------- clipping

@@ -138,6 +138,24 @@ VM_CLONES static void vm_expscale_f(const float* z, float temp, float m, float* 
     for (ptrdiff_t i = 0; i < n; i++) e[i] = vm_expneg_f((z[i] - m) / temp);
 }
 
+/* The largest of z[0..n), n >= 1, as the scan "m = z[0]; m = z[i] > m ? z[i] : m" finds
+ * it (a NaN is never larger, so only a NaN z[0] gives NaN), with eight independent
+ * running maxima instead of one dependent chain; the order does not change a maximum. */
+#define VM_MAX(T, z, n)                                                              \
+    do {                                                                             \
+        T acc[8];                                                                    \
+        for (int l = 0; l < 8; l++) acc[l] = z[0];                                   \
+        ptrdiff_t i = 0;                                                             \
+        for (; i + 8 <= n; i += 8)                                                   \
+            for (int l = 0; l < 8; l++) acc[l] = z[i + l] > acc[l] ? z[i + l] : acc[l]; \
+        for (; i < n; i++) acc[0] = z[i] > acc[0] ? z[i] : acc[0];                   \
+        T m = acc[0];                                                                \
+        for (int l = 1; l < 8; l++) m = acc[l] > m ? acc[l] : m;                     \
+        return m;                                                                    \
+    } while (0)
+static inline double vm_max_d(const double* z, ptrdiff_t n) { VM_MAX(double, z, n); }
+static inline float vm_max_f(const float* z, ptrdiff_t n) { VM_MAX(float, z, n); }
+
 /* da = (1 - h*h) * (da + dhnext) */
 VM_CLONES static void vm_dtanh_d(double* da, const double* h, const double* dhnext,
                                  ptrdiff_t n) {

@@ -199,7 +199,8 @@ def top_k(k, V):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"top_k must be an int or None, not {type(k).__name__}")
     if not 1 <= k <= V:
-        raise ValueError(f"top_k must be in [1, {V}] or None, got {k}")
+        raise ValueError(f"top_k must be in [1, {V}] (the vocabulary size) or None, "
+                         f"got {k}")
     return int(k)
 
 

@@ -93,6 +93,7 @@ class Trainer:
         self._best_theta = model.theta.copy() if restore_best else None
         self._best_seen = False
         self._metrics_file = None
+        self._eval_seconds = 0.0                 # this call's validation passes
 
     # ------------------------------------------------------------------ records
 
@@ -167,8 +168,10 @@ class Trainer:
                 self.corpus.release_pages()
             return self._interrupted
 
+        t0 = time.perf_counter()
         r = sampling.evaluate(self.model, self.val_ids, stop=stop)
         self.corpus.release_pages()
+        self._eval_seconds += time.perf_counter() - t0
         if r is None:
             return None
         val = r[0] / r[1]
@@ -329,7 +332,8 @@ class Trainer:
         result = TrainResult(model=model, step=st.step, steps_run=done, stopped=stopped,
                              train_loss=train_loss, val_loss=val,
                              best_val_loss=st.best_val_loss, best_step=st.best_step,
-                             chars_per_s=cps, elapsed=wall, checkpoint=path,
+                             chars_per_s=cps, elapsed=wall,
+                             eval_seconds=self._eval_seconds, checkpoint=path,
                              best_checkpoint=(str(best) if best is not None
                                               and st.best_step is not None
                                               and best.is_file() else None),

@@ -22,13 +22,17 @@ if TYPE_CHECKING:
 
 def summary(r: TrainResult, best_file: bool = True) -> list[str]:
     """The last lines of a run: its checkpoint, the best validation loss (and, with
-    ``best_file``, the file that holds it) and the throughput."""
+    ``best_file``, the file that holds it), the throughput and the share of the time
+    that validation took."""
     lines = [f"checkpoint: {r.checkpoint}"] if r.checkpoint else []
     if r.best_val_loss is not None:
         extra = f" ({r.best_checkpoint})" if best_file and r.best_checkpoint else ""
         lines.append(f"best validation loss: {r.best_val_loss:.4f} nats/char "
                      f"({r.best_val_bpc:.3f} bits/char) at step {r.best_step:,}{extra}")
     lines.append(f"throughput: {r.chars_per_s:,.0f} chars/s")
+    if r.eval_seconds and r.elapsed > 0:
+        lines.append(f"validation: {r.eval_seconds:,.1f} s, {r.eval_seconds / r.elapsed:.1%} "
+                     f"of the run")
     return lines
 
 

@@ -35,6 +35,8 @@ class TrainResult:
         Training throughput of this call (evaluation and saving excluded).
     elapsed : float
         Wall seconds of this call.
+    eval_seconds : float
+        The part of them spent on validation passes.
     checkpoint, best_checkpoint : str or None
         The files written.
     history : list of dict
@@ -51,6 +53,7 @@ class TrainResult:
     best_step: int | None
     chars_per_s: float
     elapsed: float
+    eval_seconds: float = 0.0
     checkpoint: str | None = None
     best_checkpoint: str | None = None
     history: list = field(default_factory=list)

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 import charrnn
+import charrnn.kernels.checks
 from conftest import cast_params, flat, make_params
 
 H, V = 24, 13
@@ -376,3 +377,18 @@ def test_bad_sample_arguments(backend, case, exc):
     with pytest.raises(exc):
         _sample(K, P, h, first, U, **kw)
     np.testing.assert_array_equal(h, h_before)                 # checked before any work
+
+
+def test_valid_arguments_take_the_fast_path(compiled, monkeypatch, dtype):
+    """Valid arguments are checked in C: the shared checks (the slow path, which words
+    errors) are not called, and the draws equal the slow path's."""
+    P = _params(dtype, seed=21)
+    h, first = _first_state(3, dtype, seed=22)
+    U = np.random.default_rng(23).random((50, 3))
+    want = _sample(compiled, P, h.copy(), first, U, 0.8, 5)
+
+    def refuse(*args):
+        raise AssertionError("the slow path ran")
+    monkeypatch.setattr(charrnn.kernels.checks, "sample", refuse)
+    got = _sample(compiled, P, h.copy(), first, U, 0.8, 5)
+    np.testing.assert_array_equal(got, want)

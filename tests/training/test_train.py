@@ -372,3 +372,18 @@ def test_default_paths():
                                                                "run.metrics.jsonl"]
     assert [p.name for p in default_paths("x/model.npz")] == ["model.best.npz",
                                                               "model.metrics.jsonl"]
+
+
+def test_the_footer_reports_the_share_of_validation():
+    import io
+    out = io.StringIO()
+    r = charrnn.train("to be or not to be, that is the question. " * 300, steps=40,
+                      hidden_size=16, batch_size=4, seq_length=16, eval_every=20,
+                      sample_every=0, out=out)
+    assert 0 <= r.eval_seconds <= r.elapsed
+    line = [x for x in out.getvalue().splitlines() if x.startswith("validation:")]
+    assert len(line) == 1 and line[0].endswith("of the run"), out.getvalue()
+    quiet = charrnn.train("to be or not to be. " * 300, steps=5, hidden_size=8,
+                          batch_size=2, seq_length=8, eval_every=0, val_fraction=0.0,
+                          sample_every=0, out=io.StringIO())
+    assert quiet.eval_seconds == 0                      # no validation text, no pass
