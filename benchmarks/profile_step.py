@@ -104,17 +104,18 @@ with pin_threads(1):
 """
 
 
-def perf_profile(B, H, T, V, dtype, seconds: float = 5.0, top: int = 25) -> str:
-    """``perf report`` lines (overhead, shared object, symbol) of the step in a child."""
+def perf_profile(child: str, args: list, top: int = 25) -> str:
+    """``perf report`` lines (overhead, shared object, symbol) of the script ``child`` run
+    with ``args`` in a child process."""
     if shutil.which("perf") is None:
         return "(perf not installed)"
     with tempfile.TemporaryDirectory() as d:
         data = Path(d) / "perf.data"
         script = Path(d) / "child.py"
-        script.write_text(PERF_CHILD)
+        script.write_text(child)
         r = subprocess.run(["perf", "record", "-q", "-F", "2000", "-o", str(data), "--",
-                            sys.executable, str(script), str(B), str(H), str(T), str(V),
-                            dtype, str(seconds)], capture_output=True, text=True, cwd=d)
+                            sys.executable, str(script), *map(str, args)],
+                           capture_output=True, text=True, cwd=d)
         if r.returncode != 0:
             return f"(perf record failed: {r.stderr.strip()[-300:]})"
         r = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children",
@@ -169,7 +170,7 @@ def profile(B, H, T, V, dtype, rounds, round_time, perf: bool) -> str:
               f"{blas / step:.0%} |", ""]
     if perf:
         lines += ["perf (cpu-clock samples of the step loop, by shared object and symbol):",
-                  "", "```", perf_profile(B, H, T, V, dtype), "```", ""]
+                  "", "```", perf_profile(PERF_CHILD, [B, H, T, V, dtype, 5.0]), "```", ""]
     return "\n".join(lines)
 
 
