@@ -27,7 +27,7 @@ def lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
     hprev is Hx1 array of initial hidden state
     returns the loss, gradients on model parameters, and last hidden state
     (the original's lossFun with the parameters passed in, and its clipping left to
-    MinCharRNN.lossFun: tests/test_classic.py holds charrnn to these raw gradients)
+    MinCharRNN.lossFun: tests/api/test_classic.py holds charrnn to these raw gradients)
     """
     vocab_size = Wxh.shape[1]
     xs, hs, ys, ps = {}, {}, {}, {}

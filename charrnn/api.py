@@ -14,7 +14,7 @@ from .config import TrainConfig
 from .model import CharRNN
 from .training import run
 from .training.result import TrainResult
-from .training.state import TrainState
+from .train_state import TrainState
 
 
 def train(data=None, *, model: CharRNN | None = None, config: TrainConfig | None = None,

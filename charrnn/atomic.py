@@ -77,10 +77,16 @@ def _tmp_prefix(name: str) -> str:
     return f".{name}.tmp-"
 
 
+# this process's temporary files still being written (by any thread)
+_in_flight: set[str] = set()
+_in_flight_lock = threading.Lock()
+
+
 def _stale(p: Path, pid: int) -> bool:
     """Whether a temporary file written by process ``pid`` is abandoned."""
     if pid == os.getpid():
-        return True             # writes to one target are serialised here: ours are stale
+        with _in_flight_lock:   # ours: abandoned unless another thread is writing it
+            return os.path.abspath(p) not in _in_flight
     if os.name != "posix":      # os.kill(pid, 0) would terminate a process on Windows
         try:
             return time.time() - p.stat().st_mtime > STALE_AFTER
@@ -169,8 +175,11 @@ def write_atomic(path, write: Callable[[BinaryIO], object], durable: bool = True
     d = path.parent
     d.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path.name)}{os.getpid()}-",
-                               suffix=".tmp", dir=d)
+    with _in_flight_lock:       # made and registered at once: no cleaner sees it unlisted
+        fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path.name)}{os.getpid()}-",
+                                   suffix=".tmp", dir=d)
+        tmp = os.path.abspath(tmp)
+        _in_flight.add(tmp)
     try:
         with os.fdopen(fd, "w+b") as f:
             write(f)
@@ -185,6 +194,9 @@ def write_atomic(path, write: Callable[[BinaryIO], object], durable: bool = True
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(tmp)
     if durable:
         _fsync_dir(d)                           # make the rename itself durable
     return path

@@ -37,7 +37,7 @@ from .data.batches import Batches
 from .data.vocab import id_dtype
 from .model import CharRNN
 from .optim import make_optimizer
-from .training.state import TrainState
+from .train_state import TrainState
 from .training.step import Stepper
 
 # the quick check's size and length: a mid-sized model, a few seconds

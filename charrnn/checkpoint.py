@@ -51,7 +51,7 @@ from .errors import CheckpointError
 from .layout import Layout
 from .optim import OPTIMIZERS, make_optimizer
 from .protocol import require_model
-from .training.state import TrainState
+from .train_state import TrainState
 
 if TYPE_CHECKING:
     from .model import CharRNN

@@ -22,7 +22,6 @@ from .errors import CharRNNError, CheckpointError, TrainingDiverged, TrainingInt
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 PROG = "charrnn"
-BACKENDS = ("auto", "cython", "numpy")
 
 
 class UsageError(Exception):
@@ -147,7 +146,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help=f"parameter dtype (default: {D.dtype})")
     g.add_argument("--seed", type=NONNEG_INT,
                    help=f"seed of the initial weights and the samples (default: {D.seed})")
-    g.add_argument("--backend", choices=BACKENDS, default="auto", help="kernels to run")
+    g.add_argument("--backend", choices=C.BACKENDS, default="auto", help="kernels to run")
     g = p.add_argument_group("optimization")
     g.add_argument("--batch-size", type=POS_INT, metavar="B",
                    help=f"parallel streams (default: {D.batch_size})")
@@ -260,7 +259,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _draw_args(s)
     s.add_argument("--skip-unknown", action="store_true",
                    help="drop prime characters that are not in the vocabulary")
-    s.add_argument("--backend", choices=BACKENDS, default="auto")
+    s.add_argument("--backend", choices=C.BACKENDS, default="auto")
     s.set_defaults(handler=cmd_sample)
 
     s = sub.add_parser("score", formatter_class=_Formatter, help="bits per character of a text",
@@ -273,7 +272,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="how to decode FILE (default: as the training text was)")
     s.add_argument("--normalize-newlines", action="store_true", default=None,
                    help="turn CRLF and CR into LF (default: as the training text was)")
-    s.add_argument("--backend", choices=BACKENDS, default="auto")
+    s.add_argument("--backend", choices=C.BACKENDS, default="auto")
     s.set_defaults(handler=cmd_score)
 
     s = sub.add_parser("info", formatter_class=_Formatter, help="describe a checkpoint",

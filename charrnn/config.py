@@ -39,6 +39,7 @@ SAMPLE_LENGTH = 200         # characters per printed sample
 TEMPERATURE = 1.0           # of sampling: the model's own distribution
 VAL_FRACTION = 0.1          # the last 10% of the text (as nanoGPT's shakespeare_char)
 CHECKPOINT = "charrnn.ckpt.npz"
+BACKENDS = ("auto", "cython", "numpy")  # auto: $CHARRNN_BACKEND, else compiled if built
 ENCODINGS = ("utf-8", "latin-1")  # of training texts (latin-1: any bytes, one char each)
 # the update rules' hyper-parameters (charrnn.kernels.rules names them)
 EPS = 1e-8                  # Adagrad, RMSprop, Adam

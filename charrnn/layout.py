@@ -4,7 +4,7 @@ A :class:`Layout` knows the cell kind, the number of layers, H, V and the dtype,
 them the name, shape, offset, initialisation and PyTorch name of every parameter. The
 model, the checkpoints, the optimizers and both kernel modules ask it; nothing else does
 the arithmetic. ``CharRNN.theta``, its gradient ``grad`` and every optimizer state array
-share the layout, so clipping and updates are single passes over one vector, and a whole
+(sized by the layout) share it, so clipping and updates are single passes over one vector, and a whole
 training step (``train_step`` in both kernel modules) takes the layout and the flat
 vectors.
 
@@ -25,7 +25,7 @@ import numpy as np
 from .workspace import aligned_zeros
 
 CELLS = ("rnn",)
-_MAX = 2**31 - 1
+INT_MAX = 2**31 - 1             # BLAS takes 32-bit sizes: every count and size is below
 
 
 class Param(NamedTuple):
@@ -59,7 +59,7 @@ _CELL_PARAMS = {"rnn": (_rnn_params, "Whh")}
 def _count(name: str, value, lo: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not lo <= value <= _MAX:
+    if not lo <= value <= INT_MAX:
         raise ValueError(f"{name} must be in [{lo}, 2**31), got {value}")
     return int(value)
 
@@ -114,7 +114,7 @@ class Layout:
         for name, shape, init, torch_name in entries(H, V):
             params.append(Param(name, shape, offset, init, torch_name))
             offset += params[-1].size
-        if offset > _MAX:
+        if offset > INT_MAX:
             raise ValueError(f"a model of {offset} parameters is too large for 32-bit "
                              f"BLAS indices (H={H}, V={V})")
         # from bytes: a read-only array that no one can make writeable again

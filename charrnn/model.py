@@ -16,11 +16,10 @@ import numpy as np
 from . import checkpoint, config, sampling
 from .data.vocab import Vocab
 from .kernels.backend import get_kernels
-from .layout import Layout
+from .layout import INT_MAX, Layout
 from .training import run as training_run
 from .workspace import Workspace
 
-_MAX = 2**31 - 1
 
 
 class CharRNN:
@@ -121,7 +120,7 @@ class CharRNN:
             raise ValueError(f"{name} must be 1-D (T,) or 2-D (B, T), got shape {arr.shape}")
         # the kernels index with 32-bit BLAS ints: refuse before converting or allocating
         n, widest = arr.size, max(self.hidden_size, self.vocab_size)
-        if n > _MAX or n * widest > _MAX:
+        if n > INT_MAX or n * widest > INT_MAX:
             raise ValueError(f"{name} of shape {arr.shape} is too large: the chunk's "
                              f"(steps x streams x {widest}) arrays need 2**31 or more "
                              f"elements; split it into smaller chunks")

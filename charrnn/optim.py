@@ -30,8 +30,6 @@ if TYPE_CHECKING:                       # the model imports the kernels; this on
 # the hyper-parameters' defaults, by the names charrnn.kernels.rules gives them
 HYPER_DEFAULTS = {"eps": config.EPS, "rho": config.RHO, "beta1": config.BETA1,
                   "beta2": config.BETA2}
-# the names people know them by
-_TITLES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam"}
 
 
 class Optimizer:
@@ -62,7 +60,7 @@ class Optimizer:
         own = [h for h in self._hyper_names if h != "step"]
         unknown = sorted(set(hyper) - set(own))
         if unknown:
-            raise TypeError(f"{_TITLES[name]} takes no hyper-parameter {unknown[0]!r} "
+            raise TypeError(f"{RULES[name].title} takes no hyper-parameter {unknown[0]!r} "
                             f"(it takes {', '.join(own) or 'none'})")
         self._hyper = {h: float(hyper.get(h, HYPER_DEFAULTS[h])) for h in own}
         self.lr = DEFAULT_LR[name] if lr is None else float(lr)
@@ -134,7 +132,7 @@ class Optimizer:
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v}" for k, v in self.hyper().items())
-        return f"{_TITLES[self.name]}(lr={self.lr}{extra})"
+        return f"{RULES[self.name].title}(lr={self.lr}{extra})"
 
 
 OPTIMIZERS = tuple(RULES)

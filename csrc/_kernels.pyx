@@ -15,6 +15,7 @@ from charrnn import config as _config
 from charrnn.kernels import checks as _checks
 from charrnn.kernels.reference import composed_step as _composed_step
 from charrnn.kernels.rules import RULES as _RULE_TABLE
+from charrnn.layout import INT_MAX as _INT_MAX
 from charrnn.layout import Layout as _Layout
 from charrnn.workspace import Workspace
 
@@ -30,7 +31,7 @@ from _blas cimport gemm, gemv
 
 NAME = "cython"
 
-cdef Py_ssize_t _MAX = 2**31 - 1
+cdef Py_ssize_t _MAX = _INT_MAX
 cdef object _F32 = np.dtype(np.float32)
 cdef object _F64 = np.dtype(np.float64)
 
@@ -39,7 +40,7 @@ cdef object _F64 = np.dtype(np.float64)
 #
 # The common call runs on typed memoryviews, whose acquisition already checks dtype, ndim,
 # C-contiguity and writability; the shapes, ids and overlaps are then checked in C. Any
-# failure reruns the Python checks above, which name the argument and the problem.
+# failure runs charrnn.kernels.checks, which names the argument and the problem.
 
 class _Invalid(ValueError):
     """Raised by a C-level check; the caller reruns the Python checks for the message."""
@@ -92,6 +93,16 @@ cdef bint _dims(object layout, Dims* d) noexcept:
     except Exception:
         return False
     return True
+
+
+cdef object _fast_dtype(object first, tuple arrays):
+    """``first``'s dtype when every one of ``arrays`` is an ndarray, as the checks
+    require; else None, and the call takes the checked path (a typed memoryview would
+    take any buffer)."""
+    for a in arrays:
+        if not isinstance(a, np.ndarray):
+            return None
+    return first.dtype
 
 
 cdef _checked_dims(object layout, Dims* d):
@@ -380,7 +391,7 @@ def loss_and_grads(layout, theta not None, grad not None, X not None, Y not None
     See ``charrnn.kernels.reference.loss_and_grads``, the reference twin.
     """
     cdef Dims d
-    dtype = getattr(theta, "dtype", None)
+    dtype = _fast_dtype(theta, (theta, grad, X, Y, h0, hlast))
     if _dims(layout, &d) and isinstance(ws, Workspace):
         try:
             if dtype is _F64:
@@ -406,7 +417,7 @@ def loss(layout, theta not None, X not None, Y not None, h0 not None, hlast not 
          ws not None):
     """Forward-only loss of a (B, T) chunk: ``loss_and_grads`` without gradient work."""
     cdef Dims d
-    dtype = getattr(theta, "dtype", None)
+    dtype = _fast_dtype(theta, (theta, X, Y, h0, hlast))
     if _dims(layout, &d) and isinstance(ws, Workspace):
         try:
             if dtype is _F64:
@@ -484,8 +495,7 @@ cdef void _sample_loop(const Dims* d, const floating* w, floating* h, int B,
                        floating temperature, int k, int32_t* out, floating* a, floating* z,
                        floating* e, int* top) noexcept nogil:
     """n draws for B streams; a (B, H), z (B, V), e (2V) and top (V) are scratch."""
-    cdef int H = d.H, V = d.V, b
-    cdef Py_ssize_t i
+    cdef Py_ssize_t H = d.H, V = d.V, b, i
     cdef const floating* Wxh = w + d.o[0]
     cdef const floating* Whh = w + d.o[1]
     cdef const floating* Why = w + d.o[2]
@@ -512,7 +522,7 @@ cdef object _run_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h
                         const int32_t[::1] first, const double[:, ::1] U,
                         double temperature, int k):
     """Draw into a new (n, B) array: the arguments are checked already."""
-    cdef int B = h.shape[0], H = d.H, V = d.V
+    cdef Py_ssize_t B = h.shape[0], H = d.H, V = d.V
     cdef Py_ssize_t n = U.shape[0]
     out = np.empty((n, B), np.int32)
     cdef int32_t[:, ::1] o = out
@@ -569,7 +579,7 @@ def sample(layout, theta not None, h not None, first_ids not None, uniforms not 
     cdef Dims d
     cdef int k = 0
     r = None
-    dtype = getattr(theta, "dtype", None)
+    dtype = _fast_dtype(theta, (theta, h, first_ids, uniforms))
     if (_dims(layout, &d) and (type(temperature) is float or type(temperature) is int)
             and isfinite(temperature) and temperature >= 0
             and (top_k is None or (type(top_k) is int and 1 <= top_k <= d.V))):
@@ -629,7 +639,7 @@ cdef double _sumsq(const floating[::1] g) except? -1:
 
 def sumsq(g not None):
     """Sum of squares of a 1-D array, accumulated in float64 (for the global norm)."""
-    dtype = getattr(g, "dtype", None)
+    dtype = _fast_dtype(g, (g,))
     try:
         if dtype is _F64:
             return _sumsq[double](g)
@@ -740,7 +750,7 @@ cdef inline bint _hypers_ok(double lr, double a, double b, double c, double clip
 def sgd_update(w not None, g not None, double lr, double clip=_config.CLIP,
                double scale=1.0):
     """w -= lr * g'"""
-    dtype = getattr(w, "dtype", None)
+    dtype = _fast_dtype(w, (w, g))
     if _hypers_ok(lr, 0, 0, 0, clip, scale):
         try:
             if dtype is _F64 and _run_update[double](_SGD, w, g, w, w, 0, lr, 0, 0, 0, 0,
@@ -758,7 +768,7 @@ def sgd_update(w not None, g not None, double lr, double clip=_config.CLIP,
 def adagrad_update(w not None, g not None, m not None, double lr,
                    double eps=_config.EPS, double clip=_config.CLIP, double scale=1.0):
     """m += g'*g';  w -= lr * g' / sqrt(m + eps)   (the classic)"""
-    dtype = getattr(w, "dtype", None)
+    dtype = _fast_dtype(w, (w, g, m))
     if _hypers_ok(lr, eps, 0, 0, clip, scale):
         try:
             if dtype is _F64 and _run_update[double](_ADAGRAD, w, g, m, m, 1, lr, 0, 0, eps,
@@ -777,7 +787,7 @@ def rmsprop_update(w not None, g not None, v not None, double lr,
                    double rho=_config.RHO, double eps=_config.EPS, double clip=_config.CLIP,
                    double scale=1.0):
     """v = rho*v + (1-rho)*g'*g';  w -= lr * g' / (sqrt(v) + eps)"""
-    dtype = getattr(w, "dtype", None)
+    dtype = _fast_dtype(w, (w, g, v))
     if _hypers_ok(lr, rho, eps, 0, clip, scale):
         try:
             if dtype is _F64 and _run_update[double](_RMSPROP, w, g, v, v, 1, lr, rho, 0, eps,
@@ -798,7 +808,7 @@ def adam_update(w not None, g not None, m not None, v not None, double lr,
                 double scale=1.0):
     """Adam with bias correction; ``step`` counts from 1."""
     cdef long s
-    dtype = getattr(w, "dtype", None)
+    dtype = _fast_dtype(w, (w, g, m, v))
     if (not isinstance(step, bool) and isinstance(step, (int, np.integer)) and step >= 1
             and 0 <= beta1 < 1 and 0 <= beta2 < 1
             and _hypers_ok(lr, beta1, beta2, eps, clip, scale)):
@@ -920,6 +930,8 @@ cdef object _fast_step(layout, w, g, X, Y, h, ws, rule, state, double lr, hyper,
         return None
     n, H, V = d.n, d.H, d.V
     arrays = (w, g, X, Y, h, ws.hs, ws.zs, ws.dhs, ws.dhnext) + state
+    if _fast_dtype(w, arrays) is None:
+        return None
     try:
         for i in range(9 + nstates):
             if not _take(arrays[i], &v[i], i != 2 and i != 3):   # X, Y are read only

@@ -12,9 +12,10 @@ import os
 import warnings
 from types import ModuleType
 
+from .. import config
 from . import reference
 
-BACKENDS = ("cython", "numpy")
+BACKENDS = config.BACKENDS[1:]          # the twins "auto" picks from
 
 _ext: ModuleType | None = None
 _ext_error: BaseException | None = None

@@ -14,11 +14,11 @@ from itertools import combinations, product, starmap
 
 import numpy as np
 
+from ..layout import INT_MAX as MAX
 from ..layout import Layout
 from ..workspace import Workspace
 from .rules import RULES
 
-MAX = 2**31 - 1                 # BLAS takes 32-bit sizes
 
 
 # ----------------------------------------------------------------------------- arrays
@@ -212,6 +212,9 @@ def sample(layout, w, h, first_ids, uniforms, temp, k):
     B = h.shape[0]
     if B < 1 or h.shape[1] != H:
         raise ValueError(f"h must have shape (B, {H}) with B >= 1, got {h.shape}")
+    if B * max(H, V) > MAX:
+        raise ValueError(f"{B} streams too many for 32-bit BLAS indices (B * max(H, V) "
+                         f"must be below 2**31)")
     array("uniforms", uniforms, dtype=np.float64, ndim=2)
     n = uniforms.shape[0]
     if uniforms.shape[1] != B:
@@ -240,7 +243,7 @@ def _rule_args(rule, state, lr, hyper):
     Adam's betas and step; returns the state as (name, array) pairs."""
     if not isinstance(rule, str) or rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}, not {rule!r}")
-    state_names, hyper_names = RULES[rule]
+    state_names, hyper_names = RULES[rule].states, RULES[rule].hypers
     for what, seq, names in (("state", state, state_names), ("hyper", hyper, hyper_names)):
         if not isinstance(seq, (tuple, list)):
             raise TypeError(f"{what} must be a tuple, not {type(seq).__name__}")

@@ -13,11 +13,12 @@ from typing import NamedTuple
 
 
 class Rule(NamedTuple):
+    title: str                  # the name people know it by
     states: tuple[str, ...]     # the state arrays, shaped like the parameters
     hypers: tuple[str, ...]     # the arguments between lr and clip ("step" counts from 1)
 
 
-RULES = {"sgd": Rule((), ()),
-         "adagrad": Rule(("m",), ("eps",)),
-         "rmsprop": Rule(("v",), ("rho", "eps")),
-         "adam": Rule(("m", "v"), ("beta1", "beta2", "eps", "step"))}
+RULES = {"sgd": Rule("SGD", (), ()),
+         "adagrad": Rule("Adagrad", ("m",), ("eps",)),
+         "rmsprop": Rule("RMSprop", ("v",), ("rho", "eps")),
+         "adam": Rule("Adam", ("m", "v"), ("beta1", "beta2", "eps", "step"))}

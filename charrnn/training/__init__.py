@@ -1,7 +1,6 @@
 """Training: the loop and everything a run needs besides the model and the data.
 
 =================  ==========================================================
-``state``          :class:`TrainState`: what a run needs to continue exactly
 ``step``           :class:`Stepper`: one training step (the trainer's and the benchmark's)
 ``report``         console output: header, progress lines or a tqdm bar, footer
 ``result``         :class:`TrainResult`: what a call of ``train`` did
@@ -10,6 +9,6 @@
 =================  ==========================================================
 
 These modules take a model object and never import :mod:`charrnn.model`, which imports
-them for ``CharRNN.fit``. This file imports nothing: :mod:`charrnn.checkpoint` reads
-``training.state``, and ``training.loop`` writes checkpoints.
+them for ``CharRNN.fit``. The state they advance, :class:`~charrnn.train_state.TrainState`,
+lies below them, beside the checkpoint format that stores it; this file imports nothing.
 """

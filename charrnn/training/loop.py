@@ -33,7 +33,7 @@ from .step import Stepper
 if TYPE_CHECKING:
     from ..data.corpus import Corpus
     from ..model import CharRNN
-    from .state import TrainState
+    from ..train_state import TrainState
 
 RELEASE_EVERY = 256          # steps between dropping mapped corpus pages from the RSS
 EVAL_RELEASE_EVERY = 64      # evaluation chunks between the same

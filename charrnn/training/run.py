@@ -26,7 +26,7 @@ from ..optim import make_optimizer
 from ..protocol import require_model
 from .loop import Trainer
 from .result import TrainResult
-from .state import TrainState
+from ..train_state import TrainState
 
 if TYPE_CHECKING:
     from ..model import CharRNN

@@ -22,7 +22,7 @@ from ..errors import TrainingDiverged
 if TYPE_CHECKING:
     from ..data.batches import Batches
     from ..model import CharRNN
-    from .state import TrainState
+    from ..train_state import TrainState
 
 
 class Stepper:

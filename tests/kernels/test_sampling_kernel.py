@@ -385,7 +385,16 @@ def test_valid_arguments_take_the_fast_path(compiled, monkeypatch, dtype):
     P = _params(dtype, seed=21)
     h, first = _first_state(3, dtype, seed=22)
     U = np.random.default_rng(23).random((50, 3))
-    want = _sample(compiled, P, h.copy(), first, U, 0.8, 5)
+    calls = []
+    real = charrnn.kernels.checks.sample
+
+    def counted(*args):
+        calls.append(1)
+        return real(*args)
+    monkeypatch.setattr(charrnn.kernels.checks, "sample", counted)
+    # a NumPy scalar temperature is valid but not a Python float: the checked path
+    want = _sample(compiled, P, h.copy(), first, U, np.float64(0.8), 5)
+    assert calls, "the checked path did not run"
 
     def refuse(*args):
         raise AssertionError("the slow path ran")

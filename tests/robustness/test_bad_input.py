@@ -1042,3 +1042,32 @@ def test_unknown_non_text(text):
 def test_the_kernels_module_is_the_one_tested(kernels, backend):
     """Guard: the fixture hands out the backend it names (so both were exercised)."""
     assert kernels.NAME == backend and kernels is charrnn.get_kernels(backend)
+
+
+@pytest.mark.parametrize("kernel", STEP_KERNELS + ("sumsq", "sgd_update", "adagrad_update",
+                                                   "rmsprop_update", "adam_update"))
+def test_buffers_that_are_not_ndarrays(kernels, dtype, kernel):
+    """A buffer that is not an ndarray (an ``array.array``, a ``memoryview``) is refused
+    by both backends, as the shared checks word it: the compiled fast path, which takes
+    buffers through typed memoryviews, must not accept what the checks refuse."""
+    import array
+    args = layout_args(kernel, dtype) if kernel in STEP_KERNELS else make_args(kernel, dtype)
+    for name, value in list(args.items()):
+        if not isinstance(value, np.ndarray) or name == "layout":
+            continue
+        for wrap in (memoryview, lambda a: array.array(a.dtype.char, a.ravel())
+                     if a.dtype.char in "fdi" else memoryview(a)):
+            bad = dict(args)
+            bad[name] = wrap(value)
+            with pytest.raises(TypeError, match=f"^{name} must be a numpy.ndarray"):
+                call(kernels, kernel, bad)
+
+
+def test_sample_streams_too_many_for_32_bit_indices(kernels):
+    """B * max(H, V) of 2**31 or more (the scratch of a step) is refused before any
+    allocation, by both backends."""
+    layout = Layout(1, 2**11, "float32")
+    B = 2**20 + 1
+    with pytest.raises(ValueError, match="too many for 32-bit BLAS"):
+        kernels.sample(layout, layout.zeros(), np.zeros((B, 1), np.float32),
+                       np.zeros(B, np.int32), np.full((1, B), 0.5))

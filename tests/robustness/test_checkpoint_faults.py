@@ -26,7 +26,7 @@ from charrnn import checkpoint as ckpt
 from charrnn.api import read as read_checkpoint
 from charrnn.config import TrainConfig
 from charrnn.optim import make_optimizer
-from charrnn.training.state import TrainState
+from charrnn.train_state import TrainState
 
 POSIX = os.name == "posix"
 

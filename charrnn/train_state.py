@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import TrainConfig
-from ..optim import Optimizer
+from .config import TrainConfig
+from .optim import Optimizer
 
 
 @dataclass
