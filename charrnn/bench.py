@@ -39,6 +39,7 @@ from .model import CharRNN
 from .optim import make_optimizer
 from .train_state import TrainState
 from .training.step import Stepper
+from .training.world import SINGLE, World
 
 # the quick check's size and length: a mid-sized model, a few seconds
 BATCH_SIZE, HIDDEN_SIZE, SEQ_LENGTH, VOCAB_SIZE = 32, 256, 50, 65
@@ -80,30 +81,33 @@ class CharrnnTrain:
     windows : int
         Steps per pass over the synthetic text before it restarts.
     seed : int
+    world : World
+        The ranks of a data-parallel run, each with B streams (``benchmarks/mpi_scaling.py``).
     """
 
     def __init__(self, backend: str, B: int, H: int, T: int, V: int = VOCAB_SIZE,
                  dtype: str = "float64", optimizer: str = "adagrad",
                  clip_kind: str | None = "value", clip: float = 5.0, windows: int = 16,
-                 seed: int = 0) -> None:
+                 seed: int = 0, world: World = SINGLE) -> None:
         self.model = CharRNN(synthetic_vocab(V), H, dtype, seed=seed, backend=backend)
         self.K = self.model.kernels
         self.backend = self.model.backend
         self.name = f"charrnn-{self.backend}"
         self.dtype = np.dtype(dtype).name
         self.B, self.H, self.T, self.V = B, H, T, V
-        self.chars_per_call = B * T
+        self.chars_per_call = B * T * world.size
         config = TrainConfig(hidden_size=H, dtype=self.dtype, seed=seed, batch_size=B,
                              seq_length=T, optimizer=optimizer, clip_kind=clip_kind,
                              clip=float(clip), lr_decay=1.0).validate()
         self.opt = make_optimizer(optimizer, self.model.num_params, self.model.dtype)
+        K = world.size
         self.state = TrainState(config=config, optimizer=self.opt,
-                                h=np.zeros((B, H), self.model.dtype))
+                                h=np.zeros((K * B, H), self.model.dtype), world_size=K)
         rng = np.random.default_rng(seed + 1)
-        ids = rng.integers(0, V, size=B * (windows * T + 2)).astype(id_dtype(V))
-        self.batches = Batches(ids, B, T)
-        self.stepper = Stepper(self.model, self.state, self.batches)
-        self.X, self.Y, self.h = self.stepper.X, self.stepper.Y, self.state.h
+        ids = rng.integers(0, V, size=K * B * (windows * T + 2)).astype(id_dtype(V))
+        self.batches = Batches(ids, B, T, rank=world.rank, world_size=K)
+        self.stepper = Stepper(self.model, self.state, self.batches, world)
+        self.X, self.Y, self.h = self.stepper.X, self.stepper.Y, self.stepper.h
         self.model.workspace(B, T)                           # allocate scratch up front
         self.last_loss = math.nan
 

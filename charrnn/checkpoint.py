@@ -13,10 +13,12 @@ Layout (the members of the zip):
                       the vocabulary, the model and training config, the optimizer
                       (name, lr, hyper-parameters, step counter ``t``), the step,
                       epoch and data position, chars seen, elapsed seconds, the best
-                      validation loss, the sample RNG state, the corpus fingerprint
+                      validation loss, the sample RNG state, the corpus fingerprint,
+                      the world size (the processes the run trained on)
 ``Wxh Whh Why bh by`` the parameters, in the model's dtype and classic shapes
 ``opt.<slot>``        the optimizer state (flat, like ``theta``): ``m``, ``v``
-``h``                 the carried hidden state, (B, H)
+``h``                 the carried hidden state, (world_size * B, H): the
+                      streams of every rank of a data-parallel run
 ====================  =========================================================
 
 The zip's comment holds ``charrnn-sha256:`` and the SHA-256 of the whole file as written
@@ -95,7 +97,7 @@ def _meta(model: CharRNN, state: TrainState | None) -> dict:
                               else float(state.best_val_loss)),
             "best_step": None if state.best_step is None else int(state.best_step),
             "bad_evals": int(state.bad_evals), "rng_state": state.rng_state,
-            "corpus": state.corpus,
+            "corpus": state.corpus, "world_size": int(state.world_size),
         }
     return meta
 
@@ -389,7 +391,12 @@ def read(path) -> Checkpoint:
     opt.t = r.count(om, "t", "optimizer.")
     for slot in opt.slots:
         opt.state[slot] = r.array(arrays, f"opt.{slot}", dtype, (n,))
-    h = r.array(arrays, "h", dtype, (config.batch_size, H))
+    world_size = r.count(st, "world_size", "state.", optional=True)
+    if world_size is None:                          # written by a single process
+        world_size = 1
+    if world_size < 1:
+        raise r.fail(f"state.'world_size' must be >= 1, got {world_size}")
+    h = r.array(arrays, "h", dtype, (world_size * config.batch_size, H))
     rng_state = r.get(st, "rng_state", "dict", "state.")
     try:
         np.random.default_rng().bit_generator.state = rng_state
@@ -405,5 +412,6 @@ def read(path) -> Checkpoint:
         best_val_loss=None if best is None else float(best),
         best_step=r.count(st, "best_step", "state.", optional=True),
         bad_evals=r.count(st, "bad_evals", "state."),
-        rng_state=rng_state, corpus=r.get(st, "corpus", "dict", "state."))
+        rng_state=rng_state, corpus=r.get(st, "corpus", "dict", "state."),
+        world_size=world_size)
     return Checkpoint(str(path), record, state, meta)

@@ -344,6 +344,7 @@ def cmd_train(args) -> int:
     from .api import train
     from .training.report import summary
     from .training.run import default_paths
+    from .training.world import follower
 
     controls = {}
     for name in C.config_fields():
@@ -392,7 +393,7 @@ def cmd_train(args) -> int:
     result = train(data, model=model, config=cfg, checkpoint=out, best_checkpoint=best,
                    metrics=metrics, verbose=not args.quiet, backend=args.backend,
                    cache_dir=args.cache_dir)
-    if args.quiet:
+    if args.quiet and not follower():
         for line in summary(result, best_file=False):
             print(line)
     return EXIT_OK
@@ -490,6 +491,9 @@ def cmd_info(args) -> int:
     print(f"config: batch_size={c.batch_size}, seq_length={c.seq_length}, "
           f"eval_every={c.eval_every}, val_fraction={c.val_fraction:g}, seed={c.seed}, "
           f"encoding={c.encoding}, normalize_newlines={c.normalize_newlines}")
+    if st.world_size > 1:
+        print(f"processes: {st.world_size} (MPI), {st.world_size * c.batch_size} streams "
+              f"in all")
     src = st.corpus
     if src:
         print(f"text: {src.get('source')} ({src.get('chars', 0):,} characters, "
@@ -530,6 +534,12 @@ def _sigint_noted():
         yield noted
 
 
+def _follower() -> bool:
+    """A rank other than 0 of an MPI training run (whose outcome rank 0 reports)."""
+    world = sys.modules.get("charrnn.training.world")
+    return world is not None and world.follower()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -562,6 +572,8 @@ def _main(argv: list[str], noted: list[bool]) -> int:
         print(" ".join(str(e).split()), file=sys.stderr, flush=True)
         return EXIT_USAGE
     except TrainingInterrupted as e:
+        if _follower():                             # rank 0 says it for every rank
+            return EXIT_INTERRUPTED
         print(f"{PROG}: interrupted at step {e.step:,}"
               + (f"; checkpoint saved to {e.checkpoint}" if e.checkpoint else ""),
               file=sys.stderr, flush=True)
@@ -570,7 +582,8 @@ def _main(argv: list[str], noted: list[bool]) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except TrainingDiverged as e:
-        _err(e)
+        if not _follower():
+            _err(e)
         return EXIT_DIVERGED
     except CheckpointError as e:
         _err(e)

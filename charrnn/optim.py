@@ -146,14 +146,16 @@ def make_optimizer(name: str, size: int, dtype, lr: float | None = None,
 
 
 def clip_args(K: ModuleType, grad: np.ndarray, clip_kind: str | None,
-              clip: float) -> tuple[float, float, float]:
+              clip: float, count: int = 1) -> tuple[float, float, float]:
     """The global gradient norm and the (clip, scale) pair the update kernels take.
 
     The norm is computed whatever the clip kind, so a non-finite gradient is always seen.
+    With ``count`` > 1, ``grad`` is a sum of ``count`` gradients (one per rank of a
+    data-parallel run): the norm is the mean's, and the scale takes the mean first.
     """
-    norm = math.sqrt(K.sumsq(grad))
+    norm = math.sqrt(K.sumsq(grad)) / count
     elementwise, max_norm = clip_bounds(clip_kind, clip)
-    return norm, elementwise, (max_norm / norm if norm > max_norm else 1.0)
+    return norm, elementwise, (max_norm / norm if norm > max_norm else 1.0) / count
 
 def clip_bounds(clip_kind: str | None, clip: float) -> tuple[float, float]:
     """The (element-wise bound, global-norm bound) pair of ``train_step``; inf for none."""

@@ -24,8 +24,9 @@ class TrainState:
     config : TrainConfig
     optimizer : Optimizer
         With its state arrays and update counter ``t``.
-    h : ndarray, (B, H)
-        The hidden state carried per stream.
+    h : ndarray, (world_size * B, H)
+        The hidden state carried per stream: of every rank's streams in a
+        data-parallel run (rank r's are rows ``r*B .. r*B + B - 1``).
     step : int
         Updates applied so far.
     epoch, position : int
@@ -43,6 +44,9 @@ class TrainState:
         ``bit_generator.state`` of the generator that draws the training samples.
     corpus : dict
         The fingerprint of the training text (:attr:`charrnn.data.Corpus.fingerprint`).
+    world_size : int
+        The processes the run trains on (:mod:`charrnn.training.world`); the walk and
+        ``h`` depend on it.
     """
 
     config: TrainConfig
@@ -58,3 +62,4 @@ class TrainState:
     bad_evals: int = 0
     rng_state: dict = field(default_factory=dict)
     corpus: dict = field(default_factory=dict)
+    world_size: int = 1

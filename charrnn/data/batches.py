@@ -24,21 +24,29 @@ class Batches:
         Where the next step starts in every stream (from a checkpoint).
     epoch : int
         Completed passes (from a checkpoint).
+    rank, world_size : int
+        Data-parallel training (:mod:`charrnn.training.world`): the text is cut into
+        ``world_size * B`` streams and this walk takes streams ``rank*B .. rank*B + B - 1``
+        of them, so the K ranks together walk what one process with batch size ``K*B``
+        walks.
     """
 
     def __init__(self, ids: np.ndarray, batch_size: int, seq_length: int,
-                 position: int = 0, epoch: int = 0) -> None:
+                 position: int = 0, epoch: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
         B, T = int(batch_size), int(seq_length)
         N = int(ids.size)
-        S = N // B
+        n = B * int(world_size)                               # streams of all the ranks
+        S = N // n
         if S < T + 2:
             raise CorpusError(
-                f"the training text is too short: {N:,} characters cannot make {B} "
+                f"the training text is too short: {N:,} characters cannot make {n} "
                 f"stream(s) of at least seq_length + 2 = {T + 2}; it needs at least "
-                f"{B * (T + 2):,} (use a longer text or a smaller --batch-size or "
+                f"{n * (T + 2):,} (use a longer text or a smaller --batch-size or "
                 f"--seq-length)")
         self.B, self.T, self.S = B, T, S
-        self.streams = ids[:B * S].reshape(B, S)              # a view, never a copy
+        # a view, never a copy
+        self.streams = ids[:n * S].reshape(n, S)[rank * B:(rank + 1) * B]
         self.position = int(position) if 0 <= position <= S else 0
         self.epoch = int(epoch)
 

@@ -6,6 +6,11 @@ of the training text. Every ``log_every`` steps it writes a metrics record; ever
 keeping the best one beside it; every ``sample_every`` steps it prints a sample. Ctrl-C
 finishes the step, writes the checkpoint and raises ``TrainingInterrupted``. A run is
 assembled by :func:`charrnn.training.run.train`.
+
+On the K ranks of an MPI job (:mod:`charrnn.training.world`) every rank runs this loop
+over its own streams. Rank 0 alone evaluates, prints and writes; the validation loss,
+the time budget and Ctrl-C are agreed on by all ranks, so every decision below is taken
+at the same step everywhere. An error on one rank alone ends the job.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ..errors import TrainingDiverged, TrainingInterrupted
 from .report import Reporter
 from .result import LN2, TrainResult
 from .step import Stepper
+from .world import SINGLE, World
 
 if TYPE_CHECKING:
     from ..data.corpus import Corpus
@@ -60,30 +66,34 @@ class Trainer:
         End with the parameters of the best evaluation of this run.
     out : file, optional
         Where progress goes (default ``sys.stdout``).
+    world : World
+        The ranks training together (the state's ``world_size`` must be its size).
     """
 
     def __init__(self, model: CharRNN, corpus: Corpus, state: TrainState, *,
                  checkpoint=None, best_checkpoint=None, metrics=None, verbose: bool = True,
                  callback: Callable[[dict], object] | None = None, restore_best: bool = False,
-                 out=None) -> None:
+                 out=None, world: World = SINGLE) -> None:
         cfg = state.config
         self.model, self.corpus, self.state, self.cfg = model, corpus, state, cfg
+        self.world = world
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.best_checkpoint = None if best_checkpoint is None else Path(best_checkpoint)
-        self.metrics_path = None if metrics is None else Path(metrics)
+        self.metrics_path = (None if metrics is None or not world.root
+                             else Path(metrics))
         self.callback, self.restore_best = callback, restore_best
-        self.verbose = verbose
-        self.report = Reporter(verbose, out)
+        self.verbose = verbose and world.root
+        self.report = Reporter(self.verbose, out)
         train_ids, val_ids = corpus.split(cfg.val_fraction)
         if cfg.eval_max_chars is not None:
             val_ids = val_ids[:cfg.eval_max_chars + 1]
         self.val_ids = val_ids if val_ids.size >= 2 else None
         self.batches = Batches(train_ids, cfg.batch_size, cfg.seq_length, state.position,
-                               state.epoch)
+                               state.epoch, world.rank, world.size)
         if self.batches.position != state.position:
             state.h.fill(0)                      # a position past this text's streams
         self.n_train = int(train_ids.size)
-        self.stepper = Stepper(model, state, self.batches)
+        self.stepper = Stepper(model, state, self.batches, world)
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state.rng_state
         self.history: list[dict] = []
@@ -119,7 +129,8 @@ class Trainer:
 
     def _train_record(self, lr: float, overhead: float) -> dict:
         """A metrics record of the interval since the last one (which it closes)."""
-        st, B, T = self.state, self.cfg.batch_size, self.cfg.seq_length
+        st, chars = self.state, self.stepper.chars
+        T = self.cfg.seq_length
         loss_sum, n, t_start, over_start = self._ivl
         now = time.perf_counter()
         busy = max((now - t_start) - (overhead - over_start), 1e-9)
@@ -128,7 +139,7 @@ class Trainer:
                "train_loss": per_char,
                "train_bpc": None if per_char is None else per_char / LN2,
                "val_loss": None, "val_bpc": None,
-               "chars_per_s": n * B * T / busy if n else None,
+               "chars_per_s": n * chars / busy if n else None,
                "lr": lr, "elapsed": round(st.elapsed, 3)}
         self._ivl = [0.0, 0, now, overhead]
         return rec
@@ -144,7 +155,12 @@ class Trainer:
         st.position, st.epoch = self.batches.position, self.batches.epoch
         st.elapsed = elapsed0 + (time.perf_counter() - t0)
 
+    def _agreed_interrupt(self) -> bool:
+        """Whether any rank saw Ctrl-C, the same answer on every rank."""
+        return self.world.decide(False, self._interrupted)[1]
+
     def _save(self, path: Path | None) -> str | None:
+        """Write the state to ``path`` (rank 0; every rank must call this)."""
         if path is None:
             return None
         if not np.isfinite(self.model.theta).all():
@@ -152,13 +168,25 @@ class Trainer:
             raise TrainingDiverged(self.state.step, math.nan, math.nan, self._last_good,
                                    "the parameters hold NaN or infinite values; "
                                    "no checkpoint was written")
-        ckpt.save(path, self.model, self.state)
+        self.world.gather_rows_(self.state.h)    # every rank's streams, on every rank
+        if self.world.root:
+            ckpt.save(path, self.model, self.state)
         return str(path)
 
     def _evaluate(self) -> float | None:
-        """Validation loss per character (nats), or None (no validation text, or Ctrl-C)."""
+        """Validation loss per character (nats), or None (no validation text, or Ctrl-C
+        on rank 0): rank 0's, on every rank."""
         if self.val_ids is None:
             return None
+        val = self._validation_loss() if self.world.root else None
+        val = self.world.share(val)
+        if val is not None and not math.isfinite(val):
+            raise TrainingDiverged(self.state.step, val, math.nan, self._last_good,
+                                   f"validation loss {val:.4g} nats/char")
+        return val
+
+    def _validation_loss(self) -> float | None:
+        """The validation pass of this process (None on Ctrl-C)."""
         chunks = 0
 
         def stop() -> bool:
@@ -172,13 +200,7 @@ class Trainer:
         r = sampling.evaluate(self.model, self.val_ids, stop=stop)
         self.corpus.release_pages()
         self._eval_seconds += time.perf_counter() - t0
-        if r is None:
-            return None
-        val = r[0] / r[1]
-        if not math.isfinite(val):
-            raise TrainingDiverged(self.state.step, val, math.nan, self._last_good,
-                                   f"validation loss {val:.4g} nats/char")
-        return val
+        return None if r is None else r[0] / r[1]
 
     def _after_eval(self, rec: dict, val: float | None) -> None:
         st = self.state
@@ -211,8 +233,18 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train until the step count, the time budget or early stopping ends the run."""
+        if not self.world.parallel:
+            return self._run()
+        try:
+            return self._run()
+        except (TrainingInterrupted, TrainingDiverged):
+            raise                                # seen by every rank at the same step
+        except BaseException as e:               # this rank's alone: the others would
+            self.world.abort(e)                  # wait for it forever
+            raise
+
+    def _run(self) -> TrainResult:
         cfg, st, model = self.cfg, self.state, self.model
-        B, T = cfg.batch_size, cfg.seq_length
         steps, budget = cfg.steps, cfg.time_budget
         if steps is None and budget is None:
             budget = TIME_BUDGET
@@ -222,7 +254,7 @@ class Trainer:
 
         n_val = 0 if self.val_ids is None else self.val_ids.size
         self.report.header(model, self.corpus, cfg, st.step, self.n_train, n_val, steps,
-                           budget, self.checkpoint)
+                           budget, self.checkpoint, self.world.size)
         with contextlib.ExitStack() as stack:
             stack.enter_context(self._metrics_log())
             stack.enter_context(sigint_handler(self._on_sigint))  # Ctrl-C: finish the step
@@ -245,10 +277,13 @@ class Trainer:
                 if steps is not None and done >= steps:
                     stopped = "steps"
                     break
-                if budget is not None and time.perf_counter() - t0 >= budget:
+                over = budget is not None and time.perf_counter() - t0 >= budget
+                over, interrupted = self.world.decide(over, self._interrupted)
+                if over:
                     stopped = "time"
                     break
-                if self._interrupted:
+                if interrupted:
+                    self._interrupted = True
                     break
                 L, lr = step(self._last_good)
                 done += 1
@@ -269,7 +304,7 @@ class Trainer:
                     if is_eval:
                         val = self._evaluate()
                         last_eval = st.step
-                        if self._interrupted and val is None:
+                        if val is None and self._agreed_interrupt():
                             self._emit(rec)
                             overhead += time.perf_counter() - t1
                             break
@@ -290,7 +325,7 @@ class Trainer:
                 if mapped and st.step % RELEASE_EVERY == 0:
                     self.corpus.release_pages()
 
-            if self._interrupted:
+            if self._agreed_interrupt():
                 self.report.print(f"interrupted at step {st.step:,}"
                                   + (": saving the checkpoint" if self.checkpoint else ""))
                 self._sync_state(t0, elapsed0)
@@ -313,7 +348,7 @@ class Trainer:
                     self._after_eval(rec, val)
             if rec is not None:
                 self._emit(rec)
-            if self._interrupted:
+            if self._agreed_interrupt():
                 self._sync_state(t0, elapsed0)
                 raise TrainingInterrupted(st.step, self._save(self.checkpoint))
             if sample_every and done and st.step % sample_every != 0:
@@ -327,7 +362,7 @@ class Trainer:
             with model._lock:
                 model.theta[...] = self._best_theta
         wall = time.perf_counter() - t0
-        cps = done * B * T / max(wall - overhead, 1e-9)
+        cps = done * self.stepper.chars / max(wall - overhead, 1e-9)
         best = self.best_checkpoint
         result = TrainResult(model=model, step=st.step, steps_run=done, stopped=stopped,
                              train_loss=train_loss, val_loss=val,

@@ -103,7 +103,7 @@ class Reporter:
 
     def header(self, model: CharRNN, corpus: Corpus, cfg: TrainConfig, step: int,
                n_train: int, n_val: int, steps: int | None, budget: float | None,
-               checkpoint) -> None:
+               checkpoint, world_size: int = 1) -> None:
         """The text, the model, the training controls and the checkpoint of a run."""
         stop = " or ".join(x for x in ((f"{steps:,} steps" if steps else ""),
                                        (f"{budget:g} s" if budget else "")) if x)
@@ -113,7 +113,10 @@ class Reporter:
             f"train {n_train:,}, validation {n_val:,}",
             f"model: H={model.hidden_size}, {model.num_params:,} parameters, "
             f"{model.dtype.name}, backend {model.backend}",
-            f"training: B={cfg.batch_size}, T={cfg.seq_length}, {cfg.optimizer} "
+            f"training: B={cfg.batch_size}"
+            + (f" on each of {world_size} processes ({world_size * cfg.batch_size} "
+               f"streams)" if world_size > 1 else "")
+            + f", T={cfg.seq_length}, {cfg.optimizer} "
             f"{cfg.describe_lr()}, {clip}; stop after {stop}"
             + (f"; resuming at step {step:,}" if step else ""),
         ]

@@ -24,9 +24,10 @@ from ..data.corpus import load as load_corpus
 from ..errors import CorpusError
 from ..optim import make_optimizer
 from ..protocol import require_model
+from ..train_state import TrainState
 from .loop import Trainer
 from .result import TrainResult
-from ..train_state import TrainState
+from .world import world
 
 if TYPE_CHECKING:
     from ..model import CharRNN
@@ -88,7 +89,15 @@ def prepare(data=None, model: CharRNN | None = None, *, config: TrainConfig | No
         An unknown or bad control, or one the model (or the run it continues) fixes.
     CorpusError
         The text is unusable.
+    MPIError
+        Under an MPI launcher: mpi4py is missing, or another rank failed here.
     """
+    with world().together():          # an error on one rank is an error on all
+        return _prepare(data, model, config=config, resume=resume, cache_dir=cache_dir,
+                        **controls)
+
+
+def _prepare(data, model, *, config, resume, cache_dir, **controls) -> Plan:
     bad = sorted(set(controls) - set(config_fields()))
     if bad:
         raise TypeError(f"unknown training control(s): {', '.join(bad)}")
@@ -130,35 +139,59 @@ def start(plan: Plan, model: CharRNN, *, checkpoint=None, best_checkpoint=None,
 
     The training state (new, or the one the plan continues, with the new config) rides
     on the model as ``model._train_state``, so a later run continues this one.
+
+    Under an MPI launcher the run trains on every rank (:mod:`charrnn.training.world`).
     """
+    group = world()
+    with group.together():
+        trainer = _trainer(plan, model, group, checkpoint, best_checkpoint, metrics,
+                           verbose, callback, restore_best, out)
+    return trainer.run()
+
+
+def _trainer(plan, model, group, checkpoint, best_checkpoint, metrics, verbose, callback,
+             restore_best, out) -> Trainer:
     cfg, corpus, state = plan.config, plan.corpus, plan.state
+    K = group.size
+    say = verbose and group.root
     if state is None:
         opt = make_optimizer(cfg.optimizer, model.num_params, model.dtype, cfg.lr)
         state = TrainState(
             config=cfg, optimizer=opt,
-            h=np.zeros((cfg.batch_size, model.hidden_size), model.dtype),
+            h=np.zeros((K * cfg.batch_size, model.hidden_size), model.dtype),
             rng_state=np.random.default_rng(cfg.seed).bit_generator.state,
-            corpus=corpus.fingerprint)
+            corpus=corpus.fingerprint, world_size=K)
     else:
         state.config = cfg
         state.optimizer.lr = cfg.learning_rate
         same = (state.corpus.get("sha256") == corpus.sha256
                 and state.corpus.get("chars") == len(corpus))
         if not same:
-            if verbose:
+            if say:
                 print("note: this text differs from the one the checkpoint was trained on; "
                       "the walk over it starts at its beginning", file=out or sys.stdout)
             state.position, state.epoch = 0, 0
             state.h.fill(0)
+        elif state.world_size != K:
+            if say:
+                print(f"note: this run was trained on {state.world_size} process(es) and "
+                      f"continues on {K}: the text is cut into {K * cfg.batch_size} "
+                      f"streams instead of {state.world_size * cfg.batch_size}, so the walk "
+                      f"starts at its beginning with a zero state (the parameters and the "
+                      f"optimizer continue)", file=out or sys.stdout)
+            state.position, state.epoch = 0, 0
+        if state.world_size != K:
+            state.h = np.zeros((K * cfg.batch_size, model.hidden_size), model.dtype)
+            state.world_size = K
         state.corpus = corpus.fingerprint
 
     if checkpoint is not None and best_checkpoint is None:
         best_checkpoint = default_paths(checkpoint)[0]
     trainer = Trainer(model, corpus, state, checkpoint=checkpoint,
                       best_checkpoint=best_checkpoint, metrics=metrics, verbose=verbose,
-                      callback=callback, restore_best=restore_best, out=out)
+                      callback=callback, restore_best=restore_best, out=out, world=group)
     model._train_state = state
-    return trainer.run()
+    return trainer
 
 
 def train(data, model: CharRNN, *, config: TrainConfig | None = None, checkpoint=None,
