@@ -339,3 +339,24 @@ def test_a_setup_error_on_one_rank_fails_every_rank(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "rank 0: MPIError: another rank failed while setting up the run" in p.stdout
     assert "rank 1: FileNotFoundError" in p.stdout or "rank 1: CorpusError" in p.stdout
+
+
+@needs_mpi
+def test_a_rank_that_dies_ends_the_job(tmp_path):
+    (tmp_path / "t.txt").write_text(text())
+    p = script(tmp_path, """
+        import os, signal, charrnn
+        from charrnn.training.step import Stepper
+        from charrnn.training.world import world
+        if world().rank == 1:
+            plain = Stepper.step
+            def dying(self, *a):
+                if self.state.step == 5:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return plain(self, *a)
+            Stepper.step = dying
+        charrnn.train("t.txt", hidden_size=16, batch_size=2, seq_length=10, steps=100000,
+                      verbose=False)
+    """)
+    assert p.returncode != 0                # (and within the timeout: no hang)
+    assert "KILLED" in p.stdout + p.stderr or "signal 9" in p.stdout + p.stderr
