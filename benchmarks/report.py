@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from quality_check import table as quality_check_table
+
 LABELS = {"compiled": "charrnn compiled", "numpy": "charrnn NumPy",
           "classic": "classic min-char-rnn", "torch": "PyTorch",
           "blas-bound": "BLAS-shape bound"}
@@ -103,6 +105,14 @@ def evaluate_targets(res: dict) -> list[dict[str, Any]]:
                 row.update(value=v["median"], measured=_range(v, pct=True),
                            met=v["median"] >= thr)
         out.append(row)
+    q = res.get("quality")
+    row = {"case": "quality regression check", "target": "default-config validation loss "
+           "at fixed steps within the recorded run's + tolerance (quality_check.py)",
+           "measured": "not measured", "met": None}
+    if q and q["ok"] is not None:
+        row["met"] = q["ok"]
+        row["measured"] = ", ".join(f"{v:.4f} at step {s:,}" for s, v in q["points"][-2:])
+    out.append(row)
     allocs = res.get("allocations", [])
     row = {"case": "allocations", "target": "a compiled training step allocates nothing "
            "after warm-up (tracemalloc and RSS flat)", "measured": "not measured",
@@ -285,6 +295,17 @@ def markdown(res: dict) -> str:
     out += [_table(["B,H,T", "dtype", "steps", "traced growth (bytes)",
                     "traced peak above start", "allowance", "hidden-state buffer",
                     "RSS growth (bytes)", "flat"], rows) if rows else "(not run)", ""]
+
+    q = res.get("quality")
+    if q:
+        out += ["## Learning: the quality regression check", "",
+                f"`quality_check.py`: {q['steps']:,} steps of the default configuration"
+                + "".join(f", {k}={v}" for k, v in q["controls"].items())
+                + f" on {Path(q['text']).name}, {q['threads']} BLAS threads, the whole "
+                f"validation split scored every {q['eval_every']} steps "
+                f"({q['seconds']:.0f} s); the reference is the run recorded "
+                f"{q['reference']['recorded'] if q['reference'] else '(none for this run)'}.",
+                "", quality_check_table(q), ""]
 
     pins = res.get("pinning", [])
     out += ["## Environment", ""] + _env_lines(res["environment"])

@@ -26,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:                       # the sibling modules, from any cwd
     sys.path.insert(0, str(HERE))
 
+import quality_check  # noqa: E402  (its defaults are the command's)
+
 IMPLS = ("compiled", "numpy", "classic", "torch")
 FULL_CONFIGS = ((1, 100, 25), (32, 256, 50), (64, 512, 100), (1, 512, 100))
 FULL_ALLOC = ((1, 100, 25, "float64"), (1, 100, 25, "float32"), (32, 256, 50, "float32"))
@@ -125,6 +127,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--alloc", type=_alloc, nargs="*", default=list(FULL_ALLOC),
                    metavar="B,H,T,DTYPE", help="allocation checks of the compiled step")
     p.add_argument("--alloc-steps", type=_pos_int, default=1000)
+    p.add_argument("--quality-file", type=Path, default=quality_check.DEFAULT_TEXT,
+                   help="the text of the quality regression check")
+    p.add_argument("--quality-steps", type=int, default=quality_check.STEPS,
+                   help="default-config steps of the quality check (0: skip it)")
+    p.add_argument("--quality-eval-every", type=_pos_int, default=quality_check.EVAL_EVERY)
     p.add_argument("--no-plot", action="store_true", help="skip the PNG chart")
     p.add_argument("--allow-unpinned", action="store_true",
                    help="run even without threadpoolctl (threads then not pinned)")
@@ -138,7 +145,8 @@ SMOKE = dict(configs=[(1, 8, 4), (2, 8, 4)], threads=[1], sample_hidden=[8],
              sample_chars=20, api_sample_hidden=[8], api_sample_chars=[20, 50],
              api_many=(3, 20, 8), score_hidden=8, score_chars=5000, rounds=2, round_time=0.01, warmup=0.005, pause=0.0,
              bound_rounds=2, bound_round_time=0.002, peak_size=64,
-             alloc=[(1, 8, 4, "float64")], alloc_steps=20)
+             alloc=[(1, 8, 4, "float64")], alloc_steps=20, quality_steps=4,
+             quality_eval_every=2)
 
 
 def _json_default(o):

@@ -17,12 +17,16 @@ from typing import Any
 import api_workloads as api
 import bound
 import classic
+import quality_check
 import report
 import torch_peer  # imports torch when it is installed
 from allocations import allocation_check
 from environment import environment
 
 import charrnn
+
+# the quality check's model in a smoke run: checks the harness, not the learning
+QUALITY_SMOKE = dict(hidden_size=8, batch_size=2, seq_length=8, eval_max_chars=500)
 from charrnn import available_backends
 from charrnn.bench import CharrnnSample, CharrnnTrain, measure, paired_ratio, pin_threads
 
@@ -263,6 +267,15 @@ class Suite:
                     out["allocations"].append(allocation_check(w, a.alloc_steps))
         else:
             out["notes"].append("allocation check skipped: no compiled backend")
+        out["quality"] = None
+        if a.quality_steps and a.quality_file.is_file():
+            self.log(f"quality check: {a.quality_steps} default steps on "
+                     f"{a.quality_file.name}")
+            out["quality"] = quality_check.measure(
+                a.quality_file, a.quality_steps, a.quality_eval_every,
+                **(QUALITY_SMOKE if a.smoke else {}))
+        elif a.quality_steps:
+            out["notes"].append(f"quality check skipped: {a.quality_file} is not there")
         out["environment"]["loadavg_end"] = environment()["loadavg"]
         out["elapsed_s"] = time.perf_counter() - self.t0
         out["targets"] = report.evaluate_targets(out)
