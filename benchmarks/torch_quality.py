@@ -4,7 +4,9 @@ The vanilla RNN as a PyTorch user would train it: ``nn.RNN(V, H, tanh)`` over on
 inputs and ``nn.Linear(H, V)`` (``torch_peer.make_model``), B contiguous streams of the
 training text with the state carried (truncated BPTT), cross-entropy averaged over the
 B*T predictions (PyTorch's default; ``--loss sum`` uses charrnn's sum over T, mean over
-B), ``clip_grad_norm_`` and Adam. The text and its split are charrnn's (``Corpus``, the
+B), ``clip_grad_norm_`` and Adam. With ``--embedding``, the textbook model instead (PyTorch's
+``word_language_model`` example and most character-RNN tutorials): ``nn.Embedding(V, H)``
+then ``nn.RNN(H, H, tanh)`` then ``nn.Linear(H, V)``, PyTorch's default initialisation. The text and its split are charrnn's (``Corpus``, the
 last 10% held out), and every ``--eval-every`` steps the weights are copied into a
 ``CharRNN`` and scored with charrnn's own evaluation, so the validation loss means
 exactly what ``charrnn train`` reports. Evaluation time is not counted in the budget.
@@ -35,11 +37,15 @@ from charrnn import CharRNN, Corpus  # noqa: E402
 from charrnn.sampling import evaluate  # noqa: E402
 
 
-def to_charrnn(rnn, out, vocab) -> CharRNN:
-    """A float32 CharRNN holding the torch model's weights (its two hidden biases summed)."""
+def to_charrnn(rnn, out, vocab, encoder=None) -> CharRNN:
+    """A float32 CharRNN holding the torch model's weights (its two hidden biases summed;
+    with an embedding E, the input weights ``W_ih @ E.T``: the same function)."""
     m = CharRNN(vocab, rnn.hidden_size, "float32")
     with torch_peer.torch.no_grad():
-        m.params["Wxh"][...] = rnn.weight_ih_l0.numpy()
+        Wih = rnn.weight_ih_l0.double()
+        if encoder is not None:
+            Wih = Wih @ encoder.weight.double().T                # (H, V)
+        m.params["Wxh"][...] = Wih.numpy()
         m.params["Whh"][...] = rnn.weight_hh_l0.numpy()
         m.params["bh"][...] = (rnn.bias_ih_l0 + rnn.bias_hh_l0).numpy()
         m.params["Why"][...] = out.weight.numpy()
@@ -56,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--clip", type=float, default=5.0, help="global-norm clip")
     p.add_argument("--loss", choices=("mean", "sum"), default="mean")
+    p.add_argument("--embedding", action="store_true",
+                   help="the textbook model: nn.Embedding(V, H) -> nn.RNN(H, H) -> nn.Linear")
     p.add_argument("--time-budget", type=float, default=600.0)
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=2)
@@ -75,8 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     ids = torch.from_numpy(np.asarray(train_ids, np.int64))
     xs = ids[:B * L].reshape(B, L).T.contiguous()          # (L, B): nn.RNN's layout
     ys = ids[1:B * L + 1].reshape(B, L).T.contiguous()
-    rnn, out = torch_peer.make_model(V, H, "float32", args.seed)
-    params = list(rnn.parameters()) + list(out.parameters())
+    if args.embedding:
+        torch.manual_seed(args.seed)
+        encoder = nn.Embedding(V, H)
+        rnn, out = nn.RNN(H, H, nonlinearity="tanh"), nn.Linear(H, V)
+    else:
+        encoder = None
+        rnn, out = torch_peer.make_model(V, H, "float32", args.seed)
+    params = (list(rnn.parameters()) + list(out.parameters())
+              + (list(encoder.parameters()) if encoder is not None else []))
     opt = torch.optim.Adam(params, lr=args.lr)
 
     log = open(args.metrics, "w", encoding="utf-8") if args.metrics else None
@@ -89,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if pos + T > L:                                     # a new pass: reset the state
             pos, h = 0, torch.zeros(1, B, H)
         X, Y = xs[pos:pos + T], ys[pos:pos + T]
-        hs, h_last = rnn(F.one_hot(X, V).float(), h)
+        hs, h_last = rnn(encoder(X) if encoder is not None else F.one_hot(X, V).float(), h)
         loss = F.cross_entropy(out(hs).reshape(T * B, V), Y.reshape(T * B))
         opt.zero_grad()
         (loss if args.loss == "mean" else loss * T).backward()
@@ -100,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         step += 1
         spent += time.perf_counter() - t0
         if step % args.eval_every == 0:
-            nats, n = evaluate(to_charrnn(rnn, out, corpus.vocab), val_ids)
+            nats, n = evaluate(to_charrnn(rnn, out, corpus.vocab, encoder), val_ids)
             val = nats / n
             best = min(best, (val, step))
             rec = {"step": step, "train_loss": loss.item(), "val_loss": val,
@@ -109,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             if log:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
-    nats, n = evaluate(to_charrnn(rnn, out, corpus.vocab), val_ids)
+    nats, n = evaluate(to_charrnn(rnn, out, corpus.vocab, encoder), val_ids)
     best = min(best, (nats / n, step))
     print(f"steps: {step:,} in {spent:.0f} s ({step * B * T / spent:,.0f} chars/s)")
     print(f"best validation loss: {best[0]:.4f} nats/char at step {best[1]:,}")
