@@ -36,7 +36,7 @@ import numpy as np
 from scipy.linalg import blas as fblas
 
 from charrnn.bench import Timing
-from charrnn.workspace import aligned_zeros
+from charrnn.aligned import aligned_zeros
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """How much a small GEMV depends on where its matrix starts: the measurement behind
-``charrnn.workspace.aligned_zeros`` (benchmarks/NOTES.md, attempt 7).
+``charrnn.aligned.aligned_zeros`` (benchmarks/NOTES.md, attempt 7).
 
     python benchmarks/gemv_alignment.py                     # H = 100, both dtypes
     python benchmarks/gemv_alignment.py -H 512 --dtype float32
@@ -25,7 +25,7 @@ from scipy.linalg import blas as fblas  # noqa: E402
 
 import bound  # noqa: E402
 from charrnn.bench import pin_threads  # noqa: E402
-from charrnn.workspace import ALIGN, aligned_zeros  # noqa: E402
+from charrnn.aligned import ALIGN, aligned_zeros  # noqa: E402
 
 
 def gemv_times(H: int, dtype, offset: int, rounds: int, round_time: float) -> dict:

@@ -22,7 +22,7 @@ NAME: Final[str]
 
 def loss_and_grads(
     layout: Layout, theta: _Float, grad: _Float, X: _Ids, Y: _Ids, h0: _Float,
-    hlast: _Float, ws: Workspace,
+    hlast: _Float, ws: Workspace, masks: _Float | None = None,
 ) -> float: ...
 def loss(
     layout: Layout, theta: _Float, X: _Ids, Y: _Ids, h0: _Float, hlast: _Float,
@@ -47,5 +47,5 @@ def adam_update(w: _Float, g: _Float, m: _Float, v: _Float, lr: float,
 def train_step(
     layout: Layout, w: _Float, g: _Float, X: _Ids, Y: _Ids, h: _Float, ws: Workspace,
     rule: str, state: tuple[_Float, ...], lr: float, hyper: tuple[float | int, ...],
-    clip: float, max_norm: float,
+    clip: float, max_norm: float, masks: _Float | None = None,
 ) -> tuple[float, float]: ...

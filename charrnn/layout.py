@@ -1,40 +1,63 @@
-"""The parameter layout: the one truth about the flat parameter vector.
+"""The parameter layout: the one truth about the flat parameter vector and the state.
 
 A :class:`Layout` knows the cell kind, the number of layers, H, V and the dtype, and from
-them the name, shape, offset, initialisation and PyTorch name of every parameter. The
-model, the checkpoints, the optimizers and both kernel modules ask it; nothing else does
-the arithmetic. ``CharRNN.theta``, its gradient ``grad`` and every optimizer state array
-(sized by the layout) share it, so clipping and updates are single passes over one vector, and a whole
-training step (``train_step`` in both kernel modules) takes the layout and the flat
-vectors.
+them the name, shape, offset, initialisation and PyTorch name of every parameter, and the
+columns of the carried state. The model, the checkpoints, the optimizers and both kernel
+modules ask it; nothing else does the arithmetic. ``CharRNN.theta``, its gradient ``grad``
+and every optimizer state array (sized by the layout) share it, so clipping and updates
+are single passes over one vector, and a whole training step (``train_step`` in both
+kernel modules) takes the layout and the flat vectors.
 
 The 1-layer vanilla RNN is min-char-rnn's, ``design.md`` section 2:
 
     Wxh (H, V)   Whh (H, H)   Why (V, H)   bh (H,)   by (V,)
 
 one after another, weights drawn as ``randn * 0.01`` in that order, biases zero.
+
+Every other model (an LSTM or GRU, or a stack of L > 1 layers of any cell; section 2b)
+has, for each layer l = 0 .. L-1 in turn, with G = 1 (rnn), 4 (lstm) or 3 (gru) gate
+blocks of H rows (PyTorch's order: i, f, g, o for the LSTM, r, z, n for the GRU) and In = V
+for layer 0, H above it:
+
+    Wx{l} (G*H, In)   input weights (layer 0: column x is the input of char x)
+    Wh{l} (G*H, H)    recurrent weights
+    b{l}  (G*H,)      rnn and lstm: the one bias
+    bx{l}, bh{l} (G*H,) each    gru: the input-side and the hidden-side bias
+
+then the output layer, ``Why (V, H)`` and ``by (V,)``. These are drawn from the generator
+in that order as PyTorch initialises ``nn.RNN``/``nn.LSTM``/``nn.GRU`` and ``nn.Linear``:
+every entry uniform in [-1/sqrt(H), 1/sqrt(H)] (``init == "uniform"``). PyTorch's rnn and
+lstm layers have two biases whose sum is what the cell adds; the one bias b{l} stands for
+that sum and is drawn as one (``init == "uniform+uniform"``: two uniform arrays, added),
+so its distribution is PyTorch's. On export b{l} is ``bias_ih`` and ``bias_hh`` is zero.
+
+The carried state of B streams is one C-contiguous (B, state_size) array,
+state_size = L*S*H with S = 2 for the LSTM (h, then c) and 1 otherwise: layer l's h is
+columns [l*S*H, l*S*H + H) and an LSTM layer's c the H columns after it. For the 1-layer
+RNN this is min-char-rnn's (B, H) h. :meth:`Layout.state_views` cuts it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .workspace import aligned_zeros
+from .aligned import aligned_zeros
 
-CELLS = ("rnn",)
+CELLS = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}     # G: blocks of H rows in Wx, Wh and the biases
 INT_MAX = 2**31 - 1             # BLAS takes 32-bit sizes: every count and size is below
 
 
 class Param(NamedTuple):
     """One parameter of a layout."""
 
-    name: str                   # the classic name, e.g. "Wxh"
+    name: str                   # e.g. "Wxh", "Wh1", "by"
     shape: tuple[int, ...]
     offset: int                 # where it starts in the flat vector
-    init: str                   # "randn*0.01" or "zeros"
+    init: str                   # "randn*0.01", "zeros", "uniform" or "uniform+uniform"
     torch_name: str             # its key in a PyTorch word_language_model state_dict
 
     @property
@@ -42,7 +65,18 @@ class Param(NamedTuple):
         return math.prod(self.shape)
 
 
-def _rnn_params(H: int, V: int) -> list[tuple[str, tuple[int, ...], str, str]]:
+class LayerParams(NamedTuple):
+    """One layer's parameters: their names (``Layout.layers``), or the arrays themselves
+    (the kernels' views)."""
+
+    Wx: Any                     # input weights (G*H, In)
+    Wh: Any                     # recurrent weights (G*H, H)
+    bx: Any                     # the bias added to the input side: the one bias of an rnn
+                                # or lstm layer (the classic bh), a GRU's bx
+    bh: Any                     # a GRU's hidden-side bias; None for the other cells
+
+
+def _classic_params(H: int, V: int) -> list[tuple[str, tuple[int, ...], str, str]]:
     # the classic names and shapes; nn.RNN(V, H) takes the one-hot input, so Wxh is its
     # weight_ih and bh its bias_ih (its bias_hh is zero)
     return [("Wxh", (H, V), "randn*0.01", "rnn.weight_ih_l0"),
@@ -52,8 +86,29 @@ def _rnn_params(H: int, V: int) -> list[tuple[str, tuple[int, ...], str, str]]:
             ("by", (V,), "zeros", "decoder.bias")]
 
 
-# cell -> (its parameters, the matrix the sequential products read at every step)
-_CELL_PARAMS = {"rnn": (_rnn_params, "Whh")}
+def _stack_params(cell: str, H: int, V: int, L: int) -> list[tuple[str, tuple[int, ...],
+                                                                   str, str]]:
+    GH = GATES[cell] * H
+    params = []
+    for l in range(L):
+        In = V if l == 0 else H
+        params += [(f"Wx{l}", (GH, In), "uniform", f"rnn.weight_ih_l{l}"),
+                   (f"Wh{l}", (GH, H), "uniform", f"rnn.weight_hh_l{l}")]
+        if cell == "gru":
+            params += [(f"bx{l}", (GH,), "uniform", f"rnn.bias_ih_l{l}"),
+                       (f"bh{l}", (GH,), "uniform", f"rnn.bias_hh_l{l}")]
+        else:
+            params.append((f"b{l}", (GH,), "uniform+uniform", f"rnn.bias_ih_l{l}"))
+    return params + [("Why", (V, H), "uniform", "decoder.weight"),
+                     ("by", (V,), "uniform", "decoder.bias")]
+
+
+def _layer_names(cell: str, L: int) -> tuple[LayerParams, ...]:
+    if cell == "rnn" and L == 1:
+        return (LayerParams("Wxh", "Whh", "bh", None),)
+    if cell == "gru":
+        return tuple(LayerParams(f"Wx{l}", f"Wh{l}", f"bx{l}", f"bh{l}") for l in range(L))
+    return tuple(LayerParams(f"Wx{l}", f"Wh{l}", f"b{l}", None) for l in range(L))
 
 
 def _count(name: str, value, lo: int = 1) -> int:
@@ -65,7 +120,7 @@ def _count(name: str, value, lo: int = 1) -> int:
 
 
 class Layout:
-    """Where every parameter of a model lives in its flat vector.
+    """Where every parameter of a model lives in its flat vector, and what its state is.
 
     Parameters
     ----------
@@ -74,10 +129,10 @@ class Layout:
     vocab_size : int
         V, the number of characters.
     dtype : {"float32", "float64"}
-    cell : {"rnn"}
+    cell : {"rnn", "lstm", "gru"}
         The cell kind.
     num_layers : int
-        The depth of the stack.
+        L, the depth of the stack.
 
     Attributes
     ----------
@@ -87,47 +142,67 @@ class Layout:
         The length of the vector.
     offsets : ndarray of int64
         Each parameter's offset, in order (read-only): what the compiled kernels read.
+    layers : tuple of LayerParams
+        Each layer's parameter names (Wx, Wh, bx, bh; bh None but for the GRU), bottom
+        first. The output layer is Why, by.
+    gates : int
+        G: 1 (rnn), 4 (lstm: i, f, g, o) or 3 (gru: r, z, n).
+    state_parts : int
+        S: 2 for the LSTM (h, c), else 1.
+    state_size : int
+        L*S*H, the columns of a (B, state_size) state.
 
     A layout is immutable and compares equal to any layout of the same five values.
     """
 
     __slots__ = ("cell", "num_layers", "hidden_size", "vocab_size", "dtype", "params",
-                 "size", "offsets", "_index", "_recurrent", "_slices")
+                 "size", "offsets", "layers", "gates", "state_parts", "state_size",
+                 "_index", "_slices", "_state_slices")
 
     def __init__(self, hidden_size: int, vocab_size: int, dtype="float64", cell: str = "rnn",
                  num_layers: int = 1) -> None:
         H = _count("hidden_size", hidden_size)
         V = _count("vocab_size", vocab_size)
         L = _count("num_layers", num_layers)
-        if not isinstance(cell, str) or cell not in _CELL_PARAMS:
+        if not isinstance(cell, str) or cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
-        if L != 1:
-            raise ValueError(f"a {cell} model has one layer here, got num_layers={L}")
         try:
             dt = np.dtype(dtype)
         except TypeError:
             raise TypeError(f"dtype must be float32 or float64, not {dtype!r}") from None
         if dt != np.float32 and dt != np.float64:         # (native byte order only)
             raise TypeError(f"dtype must be float32 or float64, not {dt}")
+        # the size first, in Python ints: a huge L must not build a huge list
+        G = GATES[cell]
+        n = (G * H * (V + H + (2 if cell == "gru" else 1)) + (L - 1) * G * H
+             * (2 * H + (2 if cell == "gru" else 1)) + V * H + V)
+        if n > INT_MAX:
+            raise ValueError(f"a model of {n} parameters is too large for 32-bit BLAS "
+                             f"indices (H={H}, V={V}, cell={cell!r}, num_layers={L})")
+        entries = (_classic_params(H, V) if cell == "rnn" and L == 1
+                   else _stack_params(cell, H, V, L))
         params, offset = [], 0
-        entries, recurrent = _CELL_PARAMS[cell]
-        for name, shape, init, torch_name in entries(H, V):
+        for name, shape, init, torch_name in entries:
             params.append(Param(name, shape, offset, init, torch_name))
             offset += params[-1].size
-        if offset > INT_MAX:
-            raise ValueError(f"a model of {offset} parameters is too large for 32-bit "
-                             f"BLAS indices (H={H}, V={V})")
+        assert offset == n
         # from bytes: a read-only array that no one can make writeable again
         offsets = np.frombuffer(np.array([p.offset for p in params], np.int64).tobytes(),
                                 np.int64)
+        S = 2 if cell == "lstm" else 1
         for slot, value in (("cell", cell), ("num_layers", L), ("hidden_size", H),
                             ("vocab_size", V), ("dtype", dt), ("params", tuple(params)),
                             ("size", offset), ("offsets", offsets),
+                            ("layers", _layer_names(cell, L)), ("gates", G),
+                            ("state_parts", S), ("state_size", L * S * H),
                             ("_index", {p.name: p for p in params}),
-                            ("_recurrent", recurrent),
-                            # views() runs at every kernel call of the NumPy twin
+                            # views() and state_views() run at every kernel call of the
+                            # NumPy twin
                             ("_slices", tuple((p.name, p.offset, p.offset + p.size, p.shape)
-                                              for p in params))):
+                                              for p in params)),
+                            ("_state_slices", tuple(
+                                tuple(slice((l * S + s) * H, (l * S + s + 1) * H)
+                                      for s in range(S)) for l in range(L)))):
             object.__setattr__(self, slot, value)
 
     def __init_subclass__(cls, **kwargs):
@@ -171,15 +246,31 @@ class Layout:
         return {name: flat[a:b].reshape(shape) for name, a, b, shape in self._slices}
 
     def zeros(self) -> np.ndarray:
-        """A zeroed vector of this layout whose recurrent matrix (read twice per step
-        by the sequential GEMVs) starts on a 64-byte boundary."""
-        return aligned_zeros(self.size, self.dtype, at=self[self._recurrent].offset)
+        """A zeroed vector of this layout whose first recurrent matrix (Whh, or Wh0: read
+        twice per step by the sequential products) starts on a 64-byte boundary."""
+        return aligned_zeros(self.size, self.dtype, at=self[self.layers[0].Wh].offset)
 
     def init(self, flat: np.ndarray, rng: np.random.Generator) -> None:
-        """Fill ``flat`` with the initial weights: ``randn * 0.01`` drawn from ``rng`` in
-        parameter order, biases zero."""
+        """Fill ``flat`` with the initial weights, drawn from ``rng`` in parameter order.
+
+        The classic RNN: ``randn * 0.01``, biases zero. Every other layout: uniform in
+        [-1/sqrt(H), 1/sqrt(H)], the one bias of an rnn or lstm layer the sum of two such
+        draws (the module docstring says why).
+        """
+        k = 1 / math.sqrt(self.hidden_size)
         for name, p in self.views(flat).items():
-            if self._index[name].init == "zeros":
+            init = self._index[name].init
+            if init == "zeros":
                 p[...] = 0
-            else:
+            elif init == "randn*0.01":
                 p[...] = rng.standard_normal(p.shape) * 0.01
+            elif init == "uniform":
+                p[...] = rng.uniform(-k, k, p.shape)
+            else:                                               # "uniform+uniform"
+                p[...] = rng.uniform(-k, k, p.shape) + rng.uniform(-k, k, p.shape)
+
+    def state_views(self, state: np.ndarray) -> tuple[tuple[np.ndarray, ...], ...]:
+        """Each layer's part of a (B, state_size) state, bottom first, as column views:
+        ``(h,)``, or ``(h, c)`` for the LSTM, each (B, H)."""
+        return tuple([tuple([state[:, cols] for cols in layer])
+                      for layer in self._state_slices])

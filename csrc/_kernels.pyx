@@ -73,7 +73,8 @@ cdef struct Dims:
 
 
 cdef bint _dims(object layout, Dims* d) noexcept:
-    """Fill ``d`` from ``layout``; False (for the checks to word) if it is no Layout.
+    """Fill ``d`` from ``layout``; False (for the checks to word) if it is no Layout, or
+    one of a model these kernels do not implement yet (any but the 1-layer rnn).
 
     A Layout is immutable, cannot be subclassed and computes its own offsets, so they are
     taken as they are.
@@ -83,6 +84,8 @@ cdef bint _dims(object layout, Dims* d) noexcept:
     if type(layout) is not _Layout:
         return False
     try:
+        if layout.num_layers != 1 or layout.cell != "rnn":
+            return False
         off = layout.offsets
         d.H, d.V, d.n = layout.hidden_size, layout.vocab_size, layout.size
         d.itemsize = layout.dtype.itemsize
@@ -385,14 +388,15 @@ cdef double _run_forward(const Dims* d, const floating[::1] w, const int32_t[:, 
 
 
 def loss_and_grads(layout, theta not None, grad not None, X not None, Y not None,
-                   h0 not None, hlast not None, ws not None):
+                   h0 not None, hlast not None, ws not None, masks=None):
     """Loss of a (B, T) chunk and its gradients; the gradient overwrites ``grad``.
 
-    See ``charrnn.kernels.reference.loss_and_grads``, the reference twin.
+    See ``charrnn.kernels.reference.loss_and_grads``, the reference twin. Implemented for
+    the 1-layer rnn without dropout (masks None) so far.
     """
     cdef Dims d
     dtype = _fast_dtype(theta, (theta, grad, X, Y, h0, hlast))
-    if _dims(layout, &d) and isinstance(ws, Workspace):
+    if masks is None and _dims(layout, &d) and isinstance(ws, Workspace):
         try:
             if dtype is _F64:
                 return _run_grads[double](&d, theta, grad, X, Y, h0, hlast, ws.hs, ws.zs,
@@ -402,6 +406,7 @@ def loss_and_grads(layout, theta not None, grad not None, X not None, Y not None
                                          ws.dhs, ws.dhnext)
         except (_Invalid, ValueError, TypeError, BufferError):
             pass
+    _checks.compiled_supports(layout, masks)
     _checks.grads(layout, theta, grad, X, Y, h0, hlast, ws)
     # the checks passed where the fast ones did not (an unusual but valid dtype object,
     # say): run on normalised arrays
@@ -426,6 +431,7 @@ def loss(layout, theta not None, X not None, Y not None, h0 not None, hlast not 
                 return _run_forward[float](&d, theta, X, Y, h0, hlast, ws.hs, ws.zs)
         except (_Invalid, ValueError, TypeError, BufferError):
             pass
+    _checks.compiled_supports(layout)
     _checks.chunk(layout, theta, X, Y, h0, hlast, ws)
     _checked_dims(layout, &d)
     if theta.dtype == _F64:
@@ -595,6 +601,7 @@ def sample(layout, theta not None, h not None, first_ids not None, uniforms not 
             r = None
     if r is not None:
         return r
+    _checks.compiled_supports(layout)
     B, n, k = _checks.sample(layout, theta, h, first_ids, uniforms, temperature, top_k)
     # the checks passed where the fast ones did not (a NumPy scalar temperature, say)
     _checked_dims(layout, &d)
@@ -996,14 +1003,17 @@ cdef object _fast_step(layout, w, g, X, Y, h, ws, rule, state, double lr, hyper,
 
 def train_step(layout, w not None, g not None, X not None, Y not None, h not None,
                ws not None, rule, state not None, double lr, hyper not None, double clip,
-               double max_norm):
+               double max_norm, masks=None):
     """One training step: loss_and_grads, the global norm, clipping and one update.
 
-    See ``charrnn.kernels.reference.train_step``, the reference twin.
+    See ``charrnn.kernels.reference.train_step``, the reference twin. Implemented for the
+    1-layer rnn without dropout (masks None) so far.
     """
-    r = _fast_step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm)
-    if r is not None:
-        return r
+    if masks is None:
+        r = _fast_step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm)
+        if r is not None:
+            return r
+    _checks.compiled_supports(layout, masks)
     return _composed_step(_this, layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip,
                           max_norm)
 

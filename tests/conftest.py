@@ -206,3 +206,61 @@ def assert_close_to_ref(name: str, a, ref, rtol: float, atol_frac: float) -> Non
 def compiled():
     """The compiled kernel module (module scope, so hypothesis tests may use it)."""
     return compiled_kernels()
+
+
+# ----------------------------------------------------------------------------- cells and stacks
+#
+# Layouts of any cell and depth (design.md section 2b): parameters drawn by the layout's
+# own initialisation, scaled up to look trained; states and dropout masks to go with them.
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+def make_stack(cell: str, num_layers: int, H: int, V: int, dtype="float64", seed: int = 0,
+               scale: float = 2.0) -> tuple[Layout, np.ndarray]:
+    """A layout of ``num_layers`` layers of ``cell`` and a theta of it: the layout's
+    initialisation times ``scale`` (uniform in +-scale/sqrt(H)), every value representable
+    in float32 so both dtypes see the same numbers."""
+    layout = Layout(H, V, dtype, cell, num_layers)
+    values = np.empty(layout.size)
+    layout.init(values, np.random.default_rng(seed))
+    theta = layout.zeros()
+    theta[:] = (values * scale).astype(np.float32)
+    return layout, theta
+
+
+def make_state(layout: Layout, B: int, seed: int = 1) -> np.ndarray:
+    """A (B, state_size) start state: h in (-1, 1), an LSTM's c ~ N(0, 0.5)."""
+    rng = np.random.default_rng(seed)
+    state = np.empty((B, layout.state_size), layout.dtype)
+    for parts in layout.state_views(state):
+        parts[0][...] = np.tanh(rng.standard_normal(parts[0].shape) * 0.5).astype(np.float32)
+        if len(parts) > 1:
+            parts[1][...] = (rng.standard_normal(parts[1].shape) * 0.5).astype(np.float32)
+    return state
+
+
+def make_ids(B: int, T: int, V: int, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Random int32 ids X, Y (B, T)."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, V, (B, T)).astype(np.int32),
+            rng.integers(0, V, (B, T)).astype(np.int32))
+
+
+def make_masks(layout: Layout, B: int, T: int, p: float = 0.3, seed: int = 3) -> np.ndarray:
+    """Dropout masks of a (B, T) chunk at rate p, as the training loop draws them."""
+    from charrnn.dropout import dropout_masks
+    return dropout_masks(layout, B, T, p, np.random.default_rng(seed))
+
+
+def run_stack(K, layout: Layout, theta: np.ndarray, X, Y, h0, masks=None, ws=None):
+    """``K.loss_and_grads`` on a layout of any cell and depth; returns (loss, grad,
+    hlast). The gradient and hlast start as NaN, so an entry not written shows."""
+    from charrnn import Workspace
+    grad = layout.zeros()
+    grad[:] = np.nan
+    hlast = np.full(h0.shape, np.nan, layout.dtype)
+    if ws is None:
+        ws = Workspace.for_layout(layout, *X.shape)
+    L = K.loss_and_grads(layout, theta, grad, X, Y, h0, hlast, ws, masks)
+    return L, grad, hlast

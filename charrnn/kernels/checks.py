@@ -110,9 +110,16 @@ def outputs_apart(outs):
                 raise ValueError(f"output {na} overlaps output {nb}")
 
 
+# the workspace buffers the forward pass writes, and those BPTT writes besides (ws.ins
+# is written only with dropout masks)
+FORWARD_BUFFERS = ("hs", "zs", "cs", "acts", "ahs")
+BACKWARD_BUFFERS = ("dhs", "dhnext", "dcnext")
+
+
 def not_in_workspace(ws, arrays, buffers):
     """The workspace is scratch the kernel overwrites: no argument may live in the
-    buffers it uses (hs and zs for the forward pass, dhs and dhnext too for gradients)."""
+    buffers it uses (FORWARD_BUFFERS for the forward pass, BACKWARD_BUFFERS too for
+    gradients)."""
     if not any(starmap(np.may_share_memory, product([getattr(ws, w) for w in buffers],
                                                     [a for _, a in arrays]))):
         return
@@ -127,50 +134,80 @@ def not_in_workspace(ws, arrays, buffers):
 def _ids_state_ws(layout, X, Y, hname, h, h_out, ws):
     """The ids, the start state (written in place if ``h_out``) and the workspace of a
     chunk; returns (B, T)."""
-    H, V = layout.hidden_size, layout.vocab_size
+    H, V, GH = layout.hidden_size, layout.vocab_size, layout.gates * layout.hidden_size
     array("X", X, ndim=2)
     B, T = X.shape
     if B < 1 or T < 1:
         raise ValueError(f"X must have shape (B, T) with B, T >= 1, got {X.shape}")
-    if B * T > MAX or T * B * max(H, V) > MAX:
+    if B * T > MAX or T * B * max(GH, V) > MAX:
         raise ValueError(f"chunk (B={B}, T={T}) too large for 32-bit BLAS indices")
     ids("X", X, V)
     ids("Y", Y, V, (B, T))
-    array(hname, h, dtype=layout.dtype, out=h_out)
-    shape(hname, h, (B, H))
+    state_array(layout, hname, h, B, out=h_out)
     if not isinstance(ws, Workspace):
         raise TypeError(f"ws must be a charrnn.Workspace, not {type(ws).__name__}")
-    if not ws.fits(B, T, H, V, layout.dtype):
+    if not ws.fits(B, T, H, V, layout.dtype, layout.cell, layout.num_layers):
         raise ValueError(f"{ws!r} does not fit a chunk B={B}, T={T}, H={H}, V={V}, "
-                         f"dtype={layout.dtype.name}")
+                         f"dtype={layout.dtype.name}, cell={layout.cell!r}, "
+                         f"num_layers={layout.num_layers}")
     return B, T
+
+
+def state_array(layout, name, h, B, out=False):
+    """A carried state of ``layout`` for B streams: (B, layout.state_size), the layout's
+    dtype (the LSTM's h and c of every layer side by side, ``Layout.state_views``)."""
+    array(name, h, dtype=layout.dtype, out=out)
+    shape(name, h, (B, layout.state_size))
+
+
+def mask_array(layout, m, B, T):
+    """None (no dropout) or the dropout masks of a (B, T) chunk: (L, T, B, H) of the
+    layout's dtype, C-contiguous. (Any values are taken: the kernels multiply by them.)"""
+    if m is None:
+        return
+    array("masks", m, dtype=layout.dtype, ndim=4)
+    shape("masks", m, (layout.num_layers, T, B, layout.hidden_size))
+
+
+def compiled_supports(layout, masks=None):
+    """What the compiled kernels implement so far: the 1-layer rnn, without dropout.
+    (A non-Layout is left for the other checks to word.)"""
+    if isinstance(layout, Layout) and (layout.cell != "rnn" or layout.num_layers != 1):
+        raise ValueError(f"the compiled kernels implement the 1-layer rnn only so far, "
+                         f"not {layout!r}: use backend='numpy'")
+    if masks is not None:
+        raise ValueError("the compiled kernels do not implement dropout yet (masks must "
+                         "be None): use backend='numpy'")
 
 
 def chunk(layout, w, X, Y, h0, hlast, ws):
     """The arguments of the forward-only ``loss``; returns (B, T)."""
     theta(layout, w)
     B, T = _ids_state_ws(layout, X, Y, "h0", h0, False, ws)
-    array("hlast", hlast, dtype=layout.dtype, out=True)
-    shape("hlast", hlast, (B, layout.hidden_size))
+    state_array(layout, "hlast", hlast, B, out=True)
     apart([("hlast", hlast)], [("theta", w), ("X", X), ("Y", Y)])
     # hlast may be h0 itself (the state carried in place), but not a partial overlap
     if hlast is not h0 and np.may_share_memory(hlast, h0) and not (
             hlast.ctypes.data == h0.ctypes.data and hlast.shape == h0.shape):
         raise ValueError("output hlast partially overlaps input h0")
     not_in_workspace(ws, [("theta", w), ("X", X), ("Y", Y), ("h0", h0), ("hlast", hlast)],
-                     ("hs", "zs"))
+                     FORWARD_BUFFERS)
     return B, T
 
 
-def grads(layout, w, g, X, Y, h0, hlast, ws):
-    """The arguments of ``loss_and_grads``; returns (B, T)."""
+def grads(layout, w, g, X, Y, h0, hlast, ws, m=None):
+    """The arguments of ``loss_and_grads`` (``m``: its masks); returns (B, T)."""
     B, T = chunk(layout, w, X, Y, h0, hlast, ws)
     theta(layout, g, "grad", out=True)
-    apart([("grad", g)], [("theta", w), ("X", X), ("Y", Y), ("h0", h0)])
+    mask_array(layout, m, B, T)
+    ins = [("theta", w), ("X", X), ("Y", Y), ("h0", h0)]
+    masks = [("masks", m)] if m is not None else []
+    apart([("grad", g)], ins + masks)
+    apart([("hlast", hlast)], masks)
     outputs_apart([("grad", g), ("hlast", hlast)])
-    not_in_workspace(ws, [("grad", g)], ("hs", "zs", "dhs", "dhnext"))
-    not_in_workspace(ws, [("theta", w), ("X", X), ("Y", Y), ("h0", h0), ("hlast", hlast)],
-                     ("dhs", "dhnext"))
+    backward = BACKWARD_BUFFERS + (("ins",) if m is not None else ())
+    not_in_workspace(ws, [("grad", g)] + masks, FORWARD_BUFFERS + backward)
+    not_in_workspace(ws, ins + [("hlast", hlast)], backward)
     return B, T
 
 
@@ -207,13 +244,14 @@ def top_k(k, V):
 def sample(layout, w, h, first_ids, uniforms, temp, k):
     """The arguments of ``sample``; returns (B, n, top_k as an int, 0 for none)."""
     theta(layout, w)
-    H, V = layout.hidden_size, layout.vocab_size
+    GH, V = layout.gates * layout.hidden_size, layout.vocab_size
     array("h", h, dtype=layout.dtype, ndim=2, out=True)
     B = h.shape[0]
-    if B < 1 or h.shape[1] != H:
-        raise ValueError(f"h must have shape (B, {H}) with B >= 1, got {h.shape}")
-    if B * max(H, V) > MAX:
-        raise ValueError(f"{B} streams too many for 32-bit BLAS indices (B * max(H, V) "
+    if B < 1 or h.shape[1] != layout.state_size:
+        raise ValueError(f"h must have shape (B, {layout.state_size}) with B >= 1, got "
+                         f"{h.shape}")
+    if B * max(GH, V) > MAX:
+        raise ValueError(f"{B} streams too many for 32-bit BLAS indices (B * max(G*H, V) "
                          f"must be below 2**31)")
     array("uniforms", uniforms, dtype=np.float64, ndim=2)
     n = uniforms.shape[0]
@@ -286,21 +324,25 @@ def update(rule, w, g, state, lr, hyper, bound, scale):
     clip(bound, scale)
 
 
-def step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, bound, max_norm):
-    """Every check of a training step, before anything is written (the update's
-    arguments too: a bad one must not leave a half-made step behind)."""
+def step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, bound, max_norm, m=None):
+    """Every check of a training step (``m``: its masks), before anything is written
+    (the update's arguments too: a bad one must not leave a half-made step behind)."""
     states = _rule_args(rule, state, lr, hyper)
     theta(layout, w, "w", out=True)
     theta(layout, g, "g", out=True)                             # the gradient goes here
     _states(w, states)
-    _ids_state_ws(layout, X, Y, "h", h, True, ws)               # h carried in place
+    B, T = _ids_state_ws(layout, X, Y, "h", h, True, ws)        # h carried in place
+    mask_array(layout, m, B, T)
     clip(bound, 1.0)
     if not (max_norm > 0):
         raise ValueError(f"max_norm must be > 0 (inf for none), got {max_norm}")
     # every array apart from every other but X from Y (both only read): the parameters
-    # are views of w, the gradients of g, and everything but X and Y is written
-    named = [("w", w), ("g", g), ("h", h), *states, ("ws.hs", ws.hs), ("ws.zs", ws.zs),
-             ("ws.dhs", ws.dhs), ("ws.dhnext", ws.dhnext), ("X", X), ("Y", Y)]
+    # are views of w, the gradients of g, and everything but the masks, X and Y is written
+    # (the workspace buffers the step writes: ws.ins with masks only, no empty one)
+    scratch = [(f"ws.{b}", getattr(ws, b)) for b in FORWARD_BUFFERS + BACKWARD_BUFFERS
+               + (("ins",) if m is not None else ()) if getattr(ws, b).size]
+    named = [("w", w), ("g", g), ("h", h), *states, *scratch,
+             *([("masks", m)] if m is not None else []), ("X", X), ("Y", Y)]
     pairs = list(combinations(named, 2))[:-1]       # the last pair is (X, Y)
     if any(starmap(np.may_share_memory, [(a, b) for (_, a), (_, b) in pairs])):
         for (na, a), (nb, b) in pairs:

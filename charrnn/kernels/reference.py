@@ -3,12 +3,24 @@
 Every function here has the same name, signature and result as its compiled twin; the
 tests hold the two to numerical parity. The parameters come as one flat vector ``theta``
 and its :class:`~charrnn.layout.Layout`, which names its parts. The math, for ids ``X``,
-targets ``Y`` (B, T) and a start state ``h0`` (B, H):
+targets ``Y`` (B, T) and a start state ``h0`` (B, layout.state_size), is ``design.md``
+sections 2 and 2b: a stack of L layers of one cell, then the output layer.
+
+    layer 0:     A = Wx0[:, X[:, t]].T + bx0                  (T, B, G*H)  a column gather
+    layer l > 0: A = in_t @ Wx.T + bx, in_t = h^{l-1}_t * mask  (T*B, H) x (H, G*H): one GEMM
+                 then the cell's recurrence, step by step      (charrnn.kernels.cells)
+    output:      z_t = (h^{L-1}_t * mask) @ Why.T + by         (T*B, V): one GEMM
+    L = (1/B) sum_b sum_t -log softmax(z_t)[b, Y[b, t]]
+
+BPTT mirrors it: the output layer's gradients, then for each layer from the top the cell's
+way back through time, and the layer's dWx, dWh, biases and input gradient as GEMMs over
+all T steps. The masks (inverted dropout, the ``masks`` argument; none when None) sit on
+the input of every layer above the first and of the output layer, never on the recurrent
+path. The 1-layer vanilla RNN is min-char-rnn's:
 
     a_t = Wxh[:, X[:, t]].T + h_{t-1} @ Whh.T + bh     (B, H)   column gather, no one-hot
     h_t = tanh(a_t)
     z_t = h_t @ Why.T + by                             (B, V)
-    L   = (1/B) sum_b sum_t -log softmax(z_t)[b, Y[b, t]]
 
 Arguments are checked first, by :mod:`charrnn.kernels.checks`, which both twins share.
 """
@@ -16,35 +28,120 @@ Arguments are checked first, by :mod:`charrnn.kernels.checks`, which both twins 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import config
+from ..layout import LayerParams
+from ..workspace import Workspace
 from . import checks
+from .cells import CELLS, LayerBuffers
 
 NAME = "numpy"
 
 
+# ----------------------------------------------------------------------------- buffers
+
+class _Chunk(NamedTuple):
+    """The workspace shaped for a (B, T) chunk (views)."""
+
+    layers: tuple[LayerBuffers, ...]    # bottom first
+    zs: np.ndarray                      # (T, B, V): logits, then p, then dz
+    ins: np.ndarray                     # (L, T, B, H): the masked inputs (with dropout)
+    dhnext: np.ndarray                  # (B, H): zeros for the last step's dhnext
+    dcnext: np.ndarray | None           # (B, H): the LSTM's, likewise
+
+
+def _chunk_buffers(layout, ws, B, T, swap=False):
+    """The workspace as a :class:`_Chunk` for a (B, T) chunk of ``layout``.
+
+    With ``swap``, the states h_0 .. h_T (and c) are views in reverse order: for T = 1
+    the h_0 of these buffers is the h_1 of the others, so one step's result is the next
+    step's start without a copy (sampling).
+    """
+    H, V, L, GH, cell = (layout.hidden_size, layout.vocab_size, layout.num_layers,
+                         layout.gates * layout.hidden_size, layout.cell)
+    hs = ws.hs[:L * (T + 1) * B * H].reshape(L, T + 1, B, H)    # h_0 .. h_T per layer
+    dhs = ws.dhs[:L * T * B * H].reshape(L, T, B, H)
+    cs = ws.cs[:L * (T + 1) * B * H].reshape(L, T + 1, B, H) if cell == "lstm" else None
+    if swap:
+        hs, cs = hs[:, ::-1], None if cs is None else cs[:, ::-1]
+    acts = ws.acts[:L * T * B * GH].reshape(L, T, B, GH) if cell != "rnn" else None
+    ahs = ws.ahs[:L * T * B * GH].reshape(L, T, B, GH) if cell == "gru" else None
+    layers = tuple([LayerBuffers(h=hs[l], c=None if cs is None else cs[l],
+                                 a=hs[l][1:] if acts is None else acts[l],
+                                 ah=None if ahs is None else ahs[l], dh=dhs[l])
+                    for l in range(L)])
+    return _Chunk(layers, ws.zs[:T * B * V].reshape(T, B, V),
+                  ws.ins[:L * T * B * H].reshape(L, T, B, H), ws.dhnext[:B * H].reshape(B, H),
+                  ws.dcnext[:B * H].reshape(B, H) if cell == "lstm" else None)
+
+
+def _input(buf, l, masks):
+    """The input of layer l >= 1 (l = L: of the output layer) at every step: layer l-1's
+    h_1 .. h_T, or with dropout that times its mask, which the forward pass put into
+    ``buf.ins[l-1]``.   (T, B, H)"""
+    return buf.layers[l - 1].h[1:] if masks is None else buf.ins[l - 1]
+
+
+def _mask_input(buf, l, masks):
+    """Dropout on the input of layer l >= 1 (l = L: the output layer), into buf.ins."""
+    if masks is not None:
+        np.multiply(buf.layers[l - 1].h[1:], masks[l - 1], out=buf.ins[l - 1])
+
+
 # ----------------------------------------------------------------------------- forward
 
-def _forward(P, X, Y, h0, hs, zs):
-    """Run the recurrence and the output layer. Leaves p - onehot(Y) in zs; returns L."""
-    Wxh, Whh, Why, bh, by = P["Wxh"], P["Whh"], P["Why"], P["bh"], P["by"]
+def _load_state(layout, buf, h0):
+    """Every layer's h_0 (and c_0) from the state ``h0``."""
+    for lb, parts in zip(buf.layers, layout.state_views(h0)):
+        lb.h[0] = parts[0]
+        if lb.c is not None:
+            lb.c[0] = parts[1]
+
+
+def _store_state(layout, buf, hlast, t=-1):
+    """hlast = every layer's h_t (and c_t): by default the state after the chunk."""
+    for lb, parts in zip(buf.layers, layout.state_views(hlast)):
+        parts[0][...] = lb.h[t]
+        if lb.c is not None:
+            parts[1][...] = lb.c[t]
+
+
+def _layer_params(layout, P):
+    """Each layer's arrays of the dict ``P`` (parameters or gradients), bottom first."""
+    return tuple([LayerParams(P[n.Wx], P[n.Wh], P[n.bx], None if n.bh is None else P[n.bh])
+                  for n in layout.layers])
+
+
+def _stack_forward(cell, layers, XT, buf, masks):
+    """Run the layers (``_layer_params``) of ``cell`` over the chunk of ids ``XT`` (T, B)
+    (step-major: X.T) from the state in buf (``_load_state``): every layer's h_1 .. h_T
+    (and c) into ``buf``."""
+    for l, (p, lb) in enumerate(zip(layers, buf.layers)):
+        # the input side of every step at once, into lb.a: Wx·in_t + bx   (T, B, G*H)
+        if l == 0:
+            np.add(p.Wx.T[XT], p.bx, out=lb.a)                  # Wx[:, x].T, a column gather
+        else:
+            _mask_input(buf, l, masks)
+            A = lb.a.reshape(XT.size, -1)                       # (T*B, G*H)
+            np.matmul(_input(buf, l, masks).reshape(XT.size, -1), p.Wx.T, out=A)
+            A += p.bx                                           # all T steps in one GEMM
+        cell.forward(p.Wh, p.bh, lb)
+
+
+def _forward(layout, P, X, Y, h0, buf, masks):
+    """The stack and the output layer. Leaves p - onehot(Y) in buf.zs; returns L."""
+    Why, by = P["Why"], P["by"]
     B, T = X.shape
     V = by.shape[0]
-    # the input side of every step at once, into hs[1:]: Wxh[:, x].T + bh   (T, B, H),
-    # a column gather
-    np.add(Wxh.T[X.T], bh, out=hs[1:])
-    hs[0] = h0
-    # at B = 1 a step is three small calls and their overhead is the cost: np.dot (not
-    # matmul's ufunc dispatch), Whh.T made once, one view per step
-    hprev, WhhT = hs[0], Whh.T
-    for h in hs[1:]:                                            # (B, H): a_t, then h_t
-        h += np.dot(hprev, WhhT)                                # a_t = ... + h_{t-1} @ Whh.T
-        np.tanh(h, out=h)                                       # h_t = tanh(a_t)
-        hprev = h
-    Hs = hs[1:].reshape(T * B, -1)                              # (T*B, H), row t*B + b
-    Z = zs.reshape(T * B, -1)                                   # (T*B, V)
+    _load_state(layout, buf, h0)
+    _stack_forward(CELLS[layout.cell], _layer_params(layout, P), X.T, buf, masks)
+    L = layout.num_layers
+    _mask_input(buf, L, masks)
+    Hs = _input(buf, L, masks).reshape(T * B, -1)               # (T*B, H), row t*B + b
+    Z = buf.zs.reshape(T * B, -1)                               # (T*B, V)
     np.matmul(Hs, Why.T, out=Z)                                 # all T steps in one GEMM
     Z += by
     # where the targets sit in the flat Z: row t*B + b, column Y[b, t]   (T*B,)
@@ -64,95 +161,106 @@ def _forward(P, X, Y, h0, hs, zs):
     return loss
 
 
-def _backward(P, G, X, hs, zs, dhs, dhnext):
-    """BPTT from the dz that ``_forward`` left in zs; the gradients overwrite G."""
-    Wxh, Whh, Why = P["Wxh"], P["Whh"], P["Why"]
-    dWxh, dWhh, dWhy, dbh, dby = G["Wxh"], G["Whh"], G["Why"], G["bh"], G["by"]
+# ----------------------------------------------------------------------------- backward
+
+def _backward(layout, P, G, X, buf, masks):
+    """BPTT from the dz that ``_forward`` left in buf.zs; the gradients overwrite G."""
+    Why = P["Why"]
     B, T = X.shape
-    H, V = Wxh.shape
-    dZ = zs.reshape(T * B, V)
+    H, V, L = layout.hidden_size, layout.vocab_size, layout.num_layers
+    dZ = buf.zs.reshape(T * B, V)
     if B > 1:                                                   # (x / 1 is x: skip it)
         dZ /= B                                                 # dz_t = (p_t - onehot) / B
-    Hs = hs[1:].reshape(T * B, H)
 
     # backward, output side: three single GEMMs/reductions over all T steps
-    np.matmul(dZ.T, Hs, out=dWhy)                               # dWhy = dz.T @ h   (V, H)
-    dZ.sum(axis=0, out=dby)                                     # dby  = sum dz     (V,)
-    dH = dhs.reshape(T * B, H)
-    np.matmul(dZ, Why, out=dH)                                  # dh   = dz @ Why   (T*B, H)
+    np.matmul(dZ.T, _input(buf, L, masks).reshape(T * B, H), out=G["Why"])
+    #                                                             dWhy = dz.T @ h   (V, H)
+    dZ.sum(axis=0, out=G["by"])                                 # dby  = sum dz     (V,)
+    dh = buf.layers[L - 1].dh                                   # (T, B, H)
+    np.matmul(dZ, Why, out=dh.reshape(T * B, H))                # dh   = dz @ Why   (T*B, H)
+    if masks is not None:
+        dh *= masks[L - 1]                                      # through the dropout
 
-    # backward through time: only da_t @ Whh is sequential
-    dtanh = 1 - hs[1:] * hs[1:]                                 # (T, B, H): 1 - h_t**2
-    dhnext[:] = 0
-    for t in reversed(range(T)):
-        da = dhs[t]                                             # (B, H)
-        da += dhnext                                            # dh_t = dz_t @ Why + dhnext
-        da *= dtanh[t]                                          # da_t = (1 - h_t**2) * dh_t
-        if t > 0:
-            # np.dot as in the forward pass, into a fresh (B, H) array: np.dot's out=
-            # refuses an unaligned buffer (ws.dhnext only supplies the zeros above)
-            dhnext = np.dot(da, Whh)                            # dhnext = da_t @ Whh
-    np.matmul(dH.T, hs[:T].reshape(T * B, H), out=dWhh)         # dWhh = sum_t da_t.T @ h_{t-1}
-    dH.sum(axis=0, out=dbh)                                     # dbh  = sum da
-    # a plain loop over the T*B rows beats np.add.at (per-element dispatch) at every size;
-    # same order of additions, so the same sums
-    dWxh[:] = 0
-    dWxhT = dWxh.T                                              # (V, H), a view
-    for x, da in zip(X.T.reshape(-1).tolist(), dH):            # row t*B + b of dH, (H,)
-        dw = dWxhT[x]                   # a view: "dWxhT[x] += da" would also copy it back
-        dw += da                                                # dWxh[:, X[b, t]] += da_t[b]
+    # each layer from the top: back through time (only dh_{t-1} is sequential), then its
+    # weights' gradients and its input's as single GEMMs over all T steps
+    cell = CELLS[layout.cell]
+    layers, dlayers = _layer_params(layout, P), _layer_params(layout, G)
+    for l in reversed(range(L)):
+        p, d, lb = layers[l], dlayers[l], buf.layers[l]
+        buf.dhnext[:] = 0
+        if buf.dcnext is not None:
+            buf.dcnext[:] = 0
+        dAx, dAh = cell.backward(p.Wh, lb, buf.dhnext, buf.dcnext)
+        dAx, dAh = dAx.reshape(T * B, -1), dAh.reshape(T * B, -1)     # (T*B, G*H)
+        np.matmul(dAh.T, lb.h[:T].reshape(T * B, H), out=d.Wh)  # dWh = sum_t dah_t.T @ h_{t-1}
+        dAx.sum(axis=0, out=d.bx)                               # dbx = sum dax
+        if d.bh is not None:
+            dAh.sum(axis=0, out=d.bh)                           # dbh = sum dah (GRU)
+        if l == 0:
+            # a plain loop over the T*B rows beats np.add.at (per-element dispatch) at
+            # every size; same order of additions, so the same sums
+            d.Wx[:] = 0
+            dWxT = d.Wx.T                                       # (V, G*H), a view
+            for x, da in zip(X.T.reshape(-1).tolist(), dAx):    # row t*B + b, (G*H,)
+                dw = dWxT[x]            # a view: "dWxT[x] += da" would also copy it back
+                dw += da                                        # dWx[:, X[b, t]] += dax_t[b]
+        else:
+            np.matmul(dAx.T, _input(buf, l, masks).reshape(T * B, H), out=d.Wx)
+            #                                                   dWx = sum_t dax_t.T @ in_t
+            din = buf.layers[l - 1].dh                          # (T, B, H)
+            np.matmul(dAx, p.Wx, out=din.reshape(T * B, H))     # din_t = dax_t @ Wx
+            if masks is not None:
+                din *= masks[l - 1]                             # through the dropout
 
 
-def _chunk_buffers(layout, ws, B, T):
-    """The workspace as (hs, zs, dhs, dhnext) shaped for a (B, T) chunk."""
-    H, V = layout.hidden_size, layout.vocab_size
-    return (ws.hs[:(T + 1) * B * H].reshape(T + 1, B, H),      # h_0 .. h_T
-            ws.zs[:T * B * V].reshape(T, B, V),
-            ws.dhs[:T * B * H].reshape(T, B, H),
-            ws.dhnext[:B * H].reshape(B, H))
+# ----------------------------------------------------------------------------- a chunk
 
-
-def loss_and_grads(layout, theta, grad, X, Y, h0, hlast, ws):
+def loss_and_grads(layout, theta, grad, X, Y, h0, hlast, ws, masks=None):
     """Loss of a (B, T) chunk and its gradients; the gradients overwrite ``grad``.
 
     Parameters
     ----------
-    layout : charrnn.layout.Layout   names the parts of ``theta`` and ``grad``
+    layout : charrnn.layout.Layout   names the parts of ``theta``, ``grad`` and the state
     theta : ndarray, (n,)             the parameters
     grad : ndarray, (n,)              output: the gradient, in the same layout
     X, Y : ndarray of int32, (B, T)   input ids and target ids
-    h0 : ndarray, (B, H)              the state before step 0 (may be ``hlast`` itself)
-    hlast : ndarray, (B, H)           output: the state after step T-1
-    ws : Workspace                    scratch sized for at least (B, T)
+    h0 : ndarray, (B, layout.state_size)   the state before step 0 (may be ``hlast``
+                                      itself); (B, H) for the 1-layer RNN
+    hlast : ndarray, (B, layout.state_size)   output: the state after step T-1
+    ws : Workspace                    scratch sized for at least (B, T) of the layout
+    masks : ndarray, (L, T, B, H), optional
+        Dropout: each entry 0 or 1/(1-p) (``charrnn.dropout.dropout_masks``); mask l < L-1
+        multiplies the input of layer l+1, mask L-1 the output layer's. None: no dropout.
 
     Returns
     -------
     float
         L = (1/B) sum_b sum_t -log p_t[b, Y[b, t]], in nats.
     """
-    checks.grads(layout, theta, grad, X, Y, h0, hlast, ws)
-    return _loss_and_grads(layout, theta, grad, X, Y, h0, hlast, ws)
+    checks.grads(layout, theta, grad, X, Y, h0, hlast, ws, masks)
+    return _loss_and_grads(layout, theta, grad, X, Y, h0, hlast, ws, masks)
 
 
-def _loss_and_grads(layout, theta, grad, X, Y, h0, hlast, ws):
+def _loss_and_grads(layout, theta, grad, X, Y, h0, hlast, ws, masks):
     """loss_and_grads on arguments already checked."""
-    hs, zs, dhs, dhnext = _chunk_buffers(layout, ws, *X.shape)
+    buf = _chunk_buffers(layout, ws, *X.shape)
     P = layout.views(theta)
-    loss = _forward(P, X, Y, h0, hs, zs)
-    _backward(P, layout.views(grad), X, hs, zs, dhs, dhnext)
-    hlast[:] = hs[-1]
+    loss = _forward(layout, P, X, Y, h0, buf, masks)
+    _backward(layout, P, layout.views(grad), X, buf, masks)
+    _store_state(layout, buf, hlast)
     return loss
 
 
 def loss(layout, theta, X, Y, h0, hlast, ws):
-    """Forward-only loss of a (B, T) chunk: ``loss_and_grads`` without gradient work.
+    """Forward-only loss of a (B, T) chunk: ``loss_and_grads`` without gradient work,
+    and without dropout (evaluation).
 
     Same arguments and result as :func:`loss_and_grads`, less the gradient output.
     """
     checks.chunk(layout, theta, X, Y, h0, hlast, ws)
-    hs, zs, _, _ = _chunk_buffers(layout, ws, *X.shape)
-    loss = _forward(layout.views(theta), X, Y, h0, hs, zs)
-    hlast[:] = hs[-1]
+    buf = _chunk_buffers(layout, ws, *X.shape)
+    loss = _forward(layout, layout.views(theta), X, Y, h0, buf, None)
+    _store_state(layout, buf, hlast)
     return loss
 
 
@@ -187,9 +295,9 @@ def sample(layout, theta, h, first_ids, uniforms, temperature=config.TEMPERATURE
 
     Parameters
     ----------
-    layout : charrnn.layout.Layout    names the parts of ``theta``
+    layout : charrnn.layout.Layout    names the parts of ``theta`` and of the state
     theta : ndarray, (n,)             the parameters
-    h : ndarray, (B, H)               the state; advanced in place
+    h : ndarray, (B, layout.state_size)   the state; advanced in place
     first_ids : ndarray of int32, (B,)   the id fed at the first step
     uniforms : ndarray of float64, (n, B)   one uniform in [0, 1] per draw
     temperature : float               0 means argmax
@@ -203,18 +311,27 @@ def sample(layout, theta, h, first_ids, uniforms, temperature=config.TEMPERATURE
     # the arrays' data, as the compiled kernel reads it: an ndarray subclass such as a
     # masked array would otherwise carry its own arithmetic (masking NaN logits, say)
     P = layout.views(np.asarray(theta))
-    Wxh, Whh, Why, bh, by = P["Wxh"], P["Whh"], P["Why"], P["bh"], P["by"]
+    Why, by = P["Why"], P["by"]
     h = np.asarray(h)
     out = np.empty((n, B), np.int32)
-    x = first_ids.copy()
+    # each draw is a chunk of one step, run by the forward pass's own code on scratch for
+    # T = 1 that holds the state, in turn in two sets of buffers: the h_1 (and c_1) of one
+    # is the h_0 of the other
+    ws = Workspace.for_layout(layout, B, 1)
+    bufs = (_chunk_buffers(layout, ws, B, 1), _chunk_buffers(layout, ws, B, 1, swap=True))
+    tops = [buf.layers[-1].h[1] for buf in bufs]                # (B, H): the top layer's h
+    _load_state(layout, bufs[0], h)
+    cell, layers = CELLS[layout.cell], _layer_params(layout, P)
+    WhyT, z = Why.T, np.empty((B, by.shape[0]), by.dtype)      # z: (B, V)
+    x = first_ids.reshape(1, B)                                 # (T=1, B), step-major
     for i in range(n):
-        a = Wxh[:, x].T + bh                                    # (B, H)
-        a += h @ Whh.T
-        np.tanh(a, out=h)
-        z = h @ Why.T + by                                      # (B, V)
+        _stack_forward(cell, layers, x, bufs[i % 2], None)
+        np.dot(tops[i % 2], WhyT, out=z)
+        z += by                                                 # z = h @ Why.T + by
         for b in range(B):
             out[i, b] = draw(z[b], uniforms[i, b], temperature, k)
-        x = out[i]
+        x = out[i:i + 1]
+    _store_state(layout, bufs[n % 2], h, 0)
     return out
 
 
@@ -345,9 +462,9 @@ _UPDATES = {"sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam
 # ----------------------------------------------------------------------------- a whole step
 
 def _run_step(loss_and_grads, sumsq, update, layout, w, g, X, Y, h, ws, state, lr, hyper,
-              clip, max_norm):
+              clip, max_norm, masks):
     """The step on checked arguments, with the given kernels."""
-    loss = loss_and_grads(layout, w, g, X, Y, h, h, ws)
+    loss = loss_and_grads(layout, w, g, X, Y, h, h, ws, masks)
     norm = math.sqrt(sumsq(g))
     if not (math.isfinite(loss) and math.isfinite(norm)):
         return loss, norm                       # no update: the caller reports divergence
@@ -356,7 +473,8 @@ def _run_step(loss_and_grads, sumsq, update, layout, w, g, X, Y, h, ws, state, l
     return loss, norm
 
 
-def composed_step(K, layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm):
+def composed_step(K, layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm,
+                  masks=None):
     """``train_step`` as separate calls of the public kernels of module ``K``: the
     definition of a training step.
 
@@ -365,12 +483,13 @@ def composed_step(K, layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, ma
     and runs this over its own kernels for any argument its fast checks refuse: the same
     result, or the error worded by the checks.
     """
-    checks.step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm)
+    checks.step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm, masks)
     return _run_step(K.loss_and_grads, K.sumsq, getattr(K, rule + "_update"), layout, w, g,
-                     X, Y, h, ws, state, lr, hyper, clip, max_norm)
+                     X, Y, h, ws, state, lr, hyper, clip, max_norm, masks)
 
 
-def train_step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm):
+def train_step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm,
+               masks=None):
     """One training step: forward and BPTT on a (B, T) chunk, the global gradient norm,
     clipping and one optimizer update, on the flat vectors of ``layout``.
 
@@ -379,8 +498,8 @@ def train_step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm
     layout : charrnn.layout.Layout   names the parts of ``w`` and ``g``
     w, g : ndarray, (n,)        the parameters (updated in place) and the gradient (output)
     X, Y : ndarray of int32, (B, T)   input ids and target ids
-    h : ndarray, (B, H)         the carried state: h_0 in, h_T out (in place)
-    ws : Workspace              scratch sized for at least (B, T)
+    h : ndarray, (B, layout.state_size)   the carried state: h_0 in, h_T out (in place)
+    ws : Workspace              scratch sized for at least (B, T) of the layout
     rule : {"sgd", "adagrad", "rmsprop", "adam"}
     state : tuple of ndarray    the rule's state arrays, as ``<rule>_update`` takes them
     lr : float
@@ -389,6 +508,7 @@ def train_step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm
     clip : float                element-wise bound (inf for none)
     max_norm : float            global-norm bound: g is scaled by max_norm / ||g|| when
                                 ||g|| is larger (inf for none)
+    masks : ndarray, (L, T, B, H), optional   dropout, as ``loss_and_grads`` takes it
 
     Returns
     -------
@@ -396,8 +516,8 @@ def train_step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm
         The chunk's loss as ``loss_and_grads`` returns it, and ||g|| before clipping.
         When either is not finite, ``w`` and ``state`` are left as they were.
     """
-    checks.step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm)
+    checks.step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm, masks)
     # composed_step on this module, less the separate kernels' own checks: the ones
     # above cover them
     return _run_step(_loss_and_grads, _sumsq, _UPDATES[rule], layout, w, g, X, Y, h, ws,
-                     state, lr, hyper, clip, max_norm)
+                     state, lr, hyper, clip, max_norm, masks)

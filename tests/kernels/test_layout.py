@@ -246,9 +246,10 @@ def test_init_is_the_classic_bit_for_bit(dtype, H, V, seed):
     ({"dtype": "float16"}, TypeError), ({"dtype": "int64"}, TypeError),
     ({"dtype": "longdouble"}, TypeError), ({"dtype": np.complex128}, TypeError),
     ({"dtype": "no such dtype"}, TypeError), ({"dtype": "U3"}, TypeError),
-    ({"cell": "lstm"}, ValueError), ({"cell": "RNN"}, ValueError), ({"cell": ""}, ValueError),
+    ({"cell": "transformer"}, ValueError), ({"cell": "RNN"}, ValueError),
+    ({"cell": "LSTM"}, ValueError), ({"cell": ""}, ValueError),
     ({"cell": None}, (TypeError, ValueError)), ({"cell": 1}, (TypeError, ValueError)),
-    ({"num_layers": 0}, ValueError), ({"num_layers": 2}, ValueError),
+    ({"num_layers": 0}, ValueError), ({"num_layers": -1}, ValueError),
     ({"num_layers": 1.0}, TypeError), ({"num_layers": True}, TypeError),
 ])
 def test_bad_arguments(kw, exc):
