@@ -101,13 +101,13 @@ EOF
         return 1
     fi
     log "$name: building with $* CHARRNN_CANARY=$canary"
-    # build and test requirements first (already satisfied where the system has them),
-    # then the package, built here without isolation so that the flags above apply
+    # build requirements first (already satisfied where the system has them), then the
+    # package with its test extra, built here without isolation so that the flags above
+    # apply
     if ! (cd "$dest" && export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
             && "$VPY" -m pip install -q "setuptools>=77" "Cython>=3.1" "scipy>=1.10" numpy \
-                pytest hypothesis threadpoolctl \
             && env "$@" CHARRNN_CANARY="$canary" \
-                "$VPY" -m pip install --no-build-isolation --no-deps -e .) \
+                "$VPY" -m pip install -q --no-build-isolation -e ".[test]") \
             >"$dest/build.log" 2>&1
     then
         tail -30 "$dest/build.log"
