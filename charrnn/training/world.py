@@ -67,6 +67,10 @@ class World:
         self.rank = 0 if comm is None else comm.Get_rank()
         self.size = 1 if comm is None else comm.Get_size()
         self._flags = np.zeros(2, np.int64)
+        self._MPI = None
+        if comm is not None:
+            from mpi4py import MPI             # (imported already: comm is its object)
+            self._MPI = MPI
 
     @property
     def parallel(self) -> bool:
@@ -85,23 +89,21 @@ class World:
     def sum_(self, a: np.ndarray) -> None:
         """Sum ``a`` over the ranks, in place (every rank gets the sum)."""
         if self.parallel:
-            from mpi4py import MPI
+            MPI = self._MPI
             self.comm.Allreduce(MPI.IN_PLACE, a, op=MPI.SUM)
 
     def gather_rows_(self, a: np.ndarray) -> None:
         """Fill every rank's copy of ``a`` (``size * n`` rows) with each rank's own
         ``n`` rows (:meth:`streams`), in place."""
         if self.parallel:
-            from mpi4py import MPI
-            self.comm.Allgather(MPI.IN_PLACE, a)
+            self.comm.Allgather(self._MPI.IN_PLACE, a)
 
     def decide(self, stop: bool, interrupted: bool) -> tuple[bool, bool]:
         """Rank 0's ``stop`` (its clock) and any rank's ``interrupted`` (Ctrl-C), on
         every rank."""
         if not self.parallel:
             return stop, interrupted
-        from mpi4py import MPI
-        f = self._flags
+        MPI, f = self._MPI, self._flags
         f[0] = stop and self.root
         f[1] = interrupted
         self.comm.Allreduce(MPI.IN_PLACE, f, op=MPI.MAX)
@@ -129,8 +131,7 @@ class World:
                            "above)")
 
     def _failed(self, mine: int) -> bool:
-        from mpi4py import MPI
-        return bool(self.comm.allreduce(mine, op=MPI.MAX))
+        return bool(self.comm.allreduce(mine, op=self._MPI.MAX))
 
     def abort(self, error: BaseException, code: int = 1) -> None:
         """End the whole job after an error on this rank alone, which would leave the
