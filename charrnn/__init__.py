@@ -1,8 +1,8 @@
-"""charrnn: a fast character-level vanilla RNN language model.
+"""charrnn: fast character-level RNN language models.
 
 The min-char-rnn model (one-hot characters in, a tanh hidden state through time, a softmax
-over the next character, truncated BPTT, Adagrad) with Cython+BLAS kernels and a NumPy
-reference twin of every kernel.
+over the next character, truncated BPTT, Adagrad), LSTM and GRU cells and stacks of them,
+with Cython+BLAS kernels and a NumPy reference twin of every kernel.
 
 >>> import charrnn
 >>> vocab = charrnn.Vocab.from_text("hello world")
@@ -27,7 +27,7 @@ _EXPORTS = {
     "Corpus": "data.corpus", "CheckpointError": "errors", "CorpusError": "errors",
     "TrainingDiverged": "errors", "TrainingInterrupted": "errors", "CharRNN": "model",
     "make_optimizer": "optim", "TrainResult": "training.result", "train": "api",
-    "Vocab": "data.vocab", "Workspace": "workspace",
+    "Vocab": "data.vocab", "Workspace": "workspace", "export_torch": "torch_io",
 }
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
                          TrainingInterrupted)
     from .model import CharRNN
     from .optim import make_optimizer
+    from .torch_io import export_torch
     from .training.result import TrainResult
     from .workspace import Workspace
 
@@ -71,6 +72,7 @@ __all__ = [
     "Vocab",
     "Workspace",
     "available_backends",
+    "export_torch",
     "get_kernels",
     "load",
     "make_optimizer",

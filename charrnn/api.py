@@ -61,7 +61,8 @@ def train(data=None, *, model: CharRNN | None = None, config: TrainConfig | None
         Any :class:`~charrnn.config.TrainConfig` field: ``steps``, ``time_budget``,
         ``batch_size``, ``seq_length``, ``optimizer``, ``lr``, ``clip_kind``, ``clip``,
         ``lr_decay``, ``lr_decay_every``, ``lr_decay_after``, ``eval_every``, ``patience``,
-        ``log_every``, ``sample_every``, ``hidden_size``, ``dtype``, ``seed``, ...
+        ``log_every``, ``sample_every``, ``hidden_size``, ``cell``, ``num_layers``,
+        ``dropout``, ``dtype``, ``seed``, ...
 
     Returns
     -------
@@ -82,7 +83,8 @@ def train(data=None, *, model: CharRNN | None = None, config: TrainConfig | None
                        **controls)
     if model is None:
         cfg = plan.config
-        model = CharRNN(plan.corpus.vocab, cfg.hidden_size, cfg.dtype, cfg.seed, backend)
+        model = CharRNN(plan.corpus.vocab, cfg.hidden_size, cfg.dtype, cfg.seed, backend,
+                        cfg.cell, cfg.num_layers, cfg.dropout)
     return run.start(plan, model, checkpoint=checkpoint, best_checkpoint=best_checkpoint,
                      metrics=metrics, verbose=verbose, callback=callback,
                      restore_best=restore_best, out=out)

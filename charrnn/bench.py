@@ -31,8 +31,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .kernels.backend import available_backends
-from .config import DTYPES, TrainConfig
+from .kernels.backend import available_backends, get_kernels, implements
+from .layout import Layout
+from .config import CELLS, DTYPES, TrainConfig
 from .data.batches import Batches
 from .data.vocab import id_dtype
 from .model import CharRNN
@@ -83,26 +84,32 @@ class CharrnnTrain:
     seed : int
     world : World
         The ranks of a data-parallel run, each with B streams (``benchmarks/mpi_scaling.py``).
+    cell, num_layers, dropout :
+        The model (:class:`charrnn.CharRNN`'s); min-char-rnn's by default.
     """
 
     def __init__(self, backend: str, B: int, H: int, T: int, V: int = VOCAB_SIZE,
                  dtype: str = "float64", optimizer: str = "adagrad",
                  clip_kind: str | None = "value", clip: float = 5.0, windows: int = 16,
-                 seed: int = 0, world: World = SINGLE) -> None:
-        self.model = CharRNN(synthetic_vocab(V), H, dtype, seed=seed, backend=backend)
+                 seed: int = 0, world: World = SINGLE, cell: str = "rnn",
+                 num_layers: int = 1, dropout: float = 0.0) -> None:
+        self.model = CharRNN(synthetic_vocab(V), H, dtype, seed=seed, backend=backend,
+                             cell=cell, num_layers=num_layers, dropout=dropout)
         self.K = self.model.kernels
         self.backend = self.model.backend
         self.name = f"charrnn-{self.backend}"
         self.dtype = np.dtype(dtype).name
         self.B, self.H, self.T, self.V = B, H, T, V
         self.chars_per_call = B * T * world.size
-        config = TrainConfig(hidden_size=H, dtype=self.dtype, seed=seed, batch_size=B,
+        config = TrainConfig(hidden_size=H, cell=cell, num_layers=num_layers,
+                             dropout=dropout, dtype=self.dtype, seed=seed, batch_size=B,
                              seq_length=T, optimizer=optimizer, clip_kind=clip_kind,
                              clip=float(clip), lr_decay=1.0).validate()
         self.opt = make_optimizer(optimizer, self.model.num_params, self.model.dtype)
         K = world.size
         self.state = TrainState(config=config, optimizer=self.opt,
-                                h=np.zeros((K * B, H), self.model.dtype), world_size=K)
+                                h=np.zeros((K * B, self.model.state_size), self.model.dtype),
+                                world_size=K)
         rng = np.random.default_rng(seed + 1)
         ids = rng.integers(0, V, size=K * B * (windows * T + 2)).astype(id_dtype(V))
         self.batches = Batches(ids, B, T, rank=world.rank, world_size=K)
@@ -133,8 +140,10 @@ class CharrnnSample:
     """
 
     def __init__(self, backend: str, H: int, V: int = VOCAB_SIZE, dtype: str = "float64",
-                 n_chars: int = 1000, seed: int = 0, batch: int = 1) -> None:
-        self.model = CharRNN(synthetic_vocab(V), H, dtype, seed=seed, backend=backend)
+                 n_chars: int = 1000, seed: int = 0, batch: int = 1, cell: str = "rnn",
+                 num_layers: int = 1) -> None:
+        self.model = CharRNN(synthetic_vocab(V), H, dtype, seed=seed, backend=backend,
+                             cell=cell, num_layers=num_layers)
         self.K = self.model.kernels
         self.backend = self.model.backend
         self.name = f"charrnn-{self.backend}"
@@ -142,7 +151,7 @@ class CharrnnSample:
         self.chars_per_call = n_chars * batch
         rng = np.random.default_rng(seed + 2)
         self.uniforms = rng.random((n_chars, batch))         # (n, B) float64, preallocated
-        self.h = np.zeros((batch, H), self.model.dtype)
+        self.h = np.zeros((batch, self.model.state_size), self.model.dtype)
         self.first = np.zeros(batch, np.int32)
         self._args = (self.model.layout, self.model.theta)
 
@@ -336,6 +345,16 @@ def positive_int(s: str) -> int:
     return v
 
 
+def fraction(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        v = math.nan
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {s}")
+    return v
+
+
 def positive_float(s: str) -> float:
     """An argparse type: a finite number > 0."""
     try:
@@ -357,6 +376,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"steps per chunk T (default {SEQ_LENGTH})")
     parser.add_argument("-V", "--vocab-size", type=positive_int, default=VOCAB_SIZE,
                         help=f"vocabulary size V (default {VOCAB_SIZE}, tinyshakespeare's)")
+    parser.add_argument("--cell", choices=CELLS, default="rnn",
+                        help="the recurrent cell (default rnn)")
+    parser.add_argument("--num-layers", type=positive_int, default=1, metavar="L",
+                        help="layers of the cell (default 1)")
+    parser.add_argument("--dropout", type=fraction, default=0.0, metavar="P",
+                        help="dropout rate in training (default 0)")
     parser.add_argument("--dtype", choices=DTYPES, default=DTYPE)
     parser.add_argument("--threads", type=positive_int, default=THREADS,
                         help=f"BLAS threads, pinned with threadpoolctl (default {THREADS})")
@@ -372,26 +397,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def quick_bench(B: int = BATCH_SIZE, H: int = HIDDEN_SIZE, T: int = SEQ_LENGTH,
                 V: int = VOCAB_SIZE, dtype: str = DTYPE, threads: int = THREADS,
                 backends: Sequence[str] = (), seconds: float = SECONDS,
-                sample: bool = True) -> dict[str, Any]:
+                sample: bool = True, cell: str = "rnn", num_layers: int = 1,
+                dropout: float = 0.0) -> dict[str, Any]:
     """Time training (and B = 1 sampling) of each backend at one size, interleaved.
 
     Returns a dict with the thread record, one summary per backend and task, and the
     paired ratio of each backend to the slowest-expected one (numpy) when both ran.
+    Without ``backends``, every installed backend that implements the model runs.
     """
-    backends = list(backends) or available_backends()
+    model = dict(cell=cell, num_layers=num_layers)
+    if not backends:
+        layout = Layout(H, V, dtype, cell, num_layers)
+        backends = [b for b in available_backends()
+                    if get_kernels(b).NAME == "numpy" or implements(layout, dropout)]
     rounds = ROUNDS
     tasks = 2 if sample else 1
     slot = seconds / (rounds + 1) / (len(backends) * tasks)  # +1: the warm-up
     result: dict[str, Any] = {"B": B, "H": H, "T": T, "V": V, "dtype": dtype,
-                              "rounds": rounds}
+                              **model, "dropout": dropout, "rounds": rounds}
     with pin_threads(threads) as rec:
         result["threads"] = {k: rec[k] for k in ("threads", "pinned", "blas_owners",
                                                  "scipy_blas_listed")}
-        train = [CharrnnTrain(b, B, H, T, V, dtype) for b in backends]
+        train = [CharrnnTrain(b, B, H, T, V, dtype, dropout=dropout, **model)
+                 for b in backends]
         tt = measure(train, rounds, slot, slot)
         result["train"] = {t.name: t.summary() for t in tt}
         if sample:
-            samp = [CharrnnSample(b, H, V, dtype, n_chars=200) for b in backends]
+            samp = [CharrnnSample(b, H, V, dtype, n_chars=200, **model) for b in backends]
             ts = measure(samp, rounds, slot, slot)
             result["sample"] = {t.name: t.summary() for t in ts}
     for task in ("train", "sample"):
@@ -420,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         res = quick_bench(args.batch_size, args.hidden_size, args.seq_length,
                           args.vocab_size, args.dtype, args.threads, backends, args.seconds,
-                          not args.no_sample)
+                          not args.no_sample, args.cell, args.num_layers, args.dropout)
     except (ValueError, TypeError, MemoryError) as e:
         print(f"charrnn bench: error: {e}", file=sys.stderr)
         return 1
@@ -432,8 +464,9 @@ def run(args: argparse.Namespace) -> int:
     if "OPENBLAS_CORETYPE" in os.environ:
         print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} forces OpenBLAS's "
               "kernel choice (unset it to let OpenBLAS detect this CPU)")
-    print(f"charrnn bench: B={res['B']} H={res['H']} T={res['T']} V={res['V']} "
-          f"{res['dtype']}, {th['threads']} BLAS thread(s) ({pin}), "
+    drop = f", dropout {res['dropout']:g}" if res["dropout"] else ""
+    print(f"charrnn bench: {res['cell']} x {res['num_layers']}{drop}, B={res['B']} "
+          f"H={res['H']} T={res['T']} V={res['V']} {res['dtype']}, {th['threads']} BLAS thread(s) ({pin}), "
           f"median of {res['rounds']} interleaved rounds [min-max]")
     for task, label in (("train", f"training (B={res['B']})"), ("sample", "sampling (B=1)")):
         if task not in res:

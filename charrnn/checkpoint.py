@@ -10,16 +10,22 @@ Layout (the members of the zip):
 
 ====================  =========================================================
 ``meta``              uint8 UTF-8 JSON: format name and version, charrnn version,
-                      the vocabulary, the model and training config, the optimizer
+                      the vocabulary, the model (H, cell, layers, dropout, dtype,
+                      seed) and training config, the optimizer
                       (name, lr, hyper-parameters, step counter ``t``), the step,
                       epoch and data position, chars seen, elapsed seconds, the best
                       validation loss, the sample RNG state, the corpus fingerprint,
                       the world size (the processes the run trained on)
-``Wxh Whh Why bh by`` the parameters, in the model's dtype and classic shapes
+``Wxh Whh Why bh by`` the parameters, in the model's dtype and shapes, under their
+                      names (the 1-layer RNN's classic ones, ``Wx0 Wh0 b0 ...
+                      Why by`` for the others: :mod:`charrnn.layout`)
 ``opt.<slot>``        the optimizer state (flat, like ``theta``): ``m``, ``v``
-``h``                 the carried hidden state, (world_size * B, H): the
+``h``                 the carried state, (world_size * B, state_size): the
                       streams of every rank of a data-parallel run
 ====================  =========================================================
+
+Format versions: 3 records the cell, the number of layers and the dropout rate; a file
+of version 1 or 2 holds a 1-layer tanh RNN without dropout, and still loads and resumes.
 
 The zip's comment holds ``charrnn-sha256:`` and the SHA-256 of the whole file as written
 with an empty comment (format version 2). The zip format checks its members' CRCs but not
@@ -47,7 +53,7 @@ import numpy as np
 
 from ._version import __version__
 from .atomic import sigint_deferred, write_atomic
-from .config import DTYPES, TrainConfig
+from .config import CELLS, DTYPES, TrainConfig, check_dropout
 from .data.vocab import Vocab
 from .errors import CheckpointError
 from .layout import Layout
@@ -59,7 +65,7 @@ if TYPE_CHECKING:
     from .model import CharRNN
 
 FORMAT = "charrnn-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DIGEST_FROM_VERSION = 2     # versions from this one carry a whole-file SHA-256
 
 # End of central directory record: a 22-byte record ending in a 2-byte comment length,
@@ -80,8 +86,9 @@ def _meta(model: CharRNN, state: TrainState | None) -> dict:
         "format": FORMAT, "version": FORMAT_VERSION, "charrnn_version": __version__,
         "vocab": model.vocab.chars,
         "model": {"hidden_size": model.hidden_size, "vocab_size": model.vocab_size,
-                  "dtype": model.dtype.name, "seed": int(model.seed),
-                  "num_params": model.num_params},
+                  "cell": model.cell, "num_layers": model.num_layers,
+                  "dropout": model.dropout, "dtype": model.dtype.name,
+                  "seed": int(model.seed), "num_params": model.num_params},
         "state": None,
     }
     if state is not None:
@@ -270,7 +277,10 @@ class ModelRecord:
     dtype : {"float32", "float64"}
     seed : int
     params : dict of ndarray
-        ``Wxh, Whh, Why, bh, by``, checked against the classic shapes and the dtype.
+        Every parameter of the model's layout, checked against its shape and the dtype.
+    cell : {"rnn", "lstm", "gru"}
+    num_layers : int
+    dropout : float
     """
 
     vocab: Vocab
@@ -278,6 +288,9 @@ class ModelRecord:
     dtype: str
     seed: int
     params: dict[str, np.ndarray]
+    cell: str = "rnn"
+    num_layers: int = 1
+    dropout: float = 0.0
 
 
 @dataclass
@@ -356,23 +369,39 @@ def read(path) -> Checkpoint:
         raise r.fail(f"bad model dtype {dt!r}")
     dtype = np.dtype(dt)
     seed = r.count(mm, "seed", "model.", optional=True) or 0
+    if version >= 3:
+        cell = r.get(mm, "cell", "str", "model.")
+        if cell not in CELLS:
+            raise r.fail(f"unknown cell {cell!r} (this charrnn ({__version__}) knows "
+                         f"{', '.join(CELLS)}); upgrade charrnn")
+        num_layers = r.get(mm, "num_layers", "int", "model.")
+        try:
+            dropout = check_dropout(r.get(mm, "dropout", "num", "model."))
+        except (TypeError, ValueError) as e:
+            raise r.fail(f"bad model: {e}") from None
+    else:                                           # before version 3: min-char-rnn's cell
+        cell, num_layers, dropout = "rnn", 1, 0.0
     try:
-        layout = Layout(H, V, dt)
+        layout = Layout(H, V, dt, cell, num_layers)
     except (TypeError, ValueError) as e:
         raise r.fail(f"bad model: {e}") from None
     params = {p.name: r.array(arrays, p.name, dtype, p.shape) for p in layout.params}
-    record = ModelRecord(vocab, H, dt, seed, params)
+    record = ModelRecord(vocab, H, dt, seed, params, cell, num_layers, dropout)
 
     st = meta.get("state")
     if st is None:
         return Checkpoint(str(path), record, None, meta)
     if not isinstance(st, dict):
         raise r.fail("'state' must be a dict or null")
+    # a config of version 1 or 2 has no cell, layers or dropout: the model's
+    model_controls = {"cell": cell, "num_layers": num_layers, "dropout": dropout}
     try:
-        config = TrainConfig.from_dict(r.get(meta, "config", "dict", "")).validate()
+        config = TrainConfig.from_dict({**model_controls, **r.get(meta, "config", "dict", "")}
+                                       ).validate()
     except (TypeError, ValueError) as e:
         raise r.fail(f"bad training config: {e}") from None
-    if config.hidden_size != H or config.dtype != dt:
+    if any(getattr(config, k) != v for k, v in
+           dict(model_controls, hidden_size=H, dtype=dt).items()):
         raise r.fail("the training config does not match the model")
     om = r.get(meta, "optimizer", "dict", "")
     oname = r.get(om, "name", "str", "optimizer.")
@@ -396,7 +425,7 @@ def read(path) -> Checkpoint:
         world_size = 1
     if world_size < 1:
         raise r.fail(f"state.'world_size' must be >= 1, got {world_size}")
-    h = r.array(arrays, "h", dtype, (world_size * config.batch_size, H))
+    h = r.array(arrays, "h", dtype, (world_size * config.batch_size, layout.state_size))
     rng_state = r.get(st, "rng_state", "dict", "state.")
     try:
         np.random.default_rng().bit_generator.state = rng_state

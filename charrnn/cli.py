@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -141,7 +142,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                         f"element-wise clipping to {c['clip']:g} (other flags still override)")
     g = p.add_argument_group("model")
     g.add_argument("--hidden-size", type=POS_INT, metavar="H",
-                   help=f"hidden units (default: {D.hidden_size})")
+                   help=f"hidden units of each layer (default: {D.hidden_size})")
+    g.add_argument("--cell", choices=_default_first(D.cell, C.CELLS),
+                   help=f"the recurrent cell: min-char-rnn's tanh RNN, LSTM or GRU "
+                        f"(default: {D.cell})")
+    g.add_argument("--num-layers", type=POS_INT, metavar="L",
+                   help=f"layers of the cell stacked (default: {D.num_layers})")
+    g.add_argument("--dropout", type=FRACTION, metavar="P",
+                   help=f"dropout rate on the input of every layer above the first and "
+                        f"of the output layer, in training (default: {D.dropout:g})")
     g.add_argument("--dtype", choices=C.DTYPES,
                    help=f"parameter dtype (default: {D.dtype})")
     g.add_argument("--seed", type=NONNEG_INT,
@@ -366,7 +375,9 @@ def cmd_train(args) -> int:
                     f"resuming (the checkpoint has {getattr(st.config, name)})")
             base = st.config.continued()
         else:
-            base = C.TrainConfig(hidden_size=model.hidden_size, dtype=model.dtype.name)
+            base = C.TrainConfig(hidden_size=model.hidden_size, cell=model.cell,
+                                 num_layers=model.num_layers, dropout=model.dropout,
+                                 dtype=model.dtype.name)
     else:
         base = C.TrainConfig.classic() if args.classic else C.TrainConfig()
     cfg = base.replace(**controls)        # the flags' types checked each value; train() the rest
@@ -470,7 +481,7 @@ def cmd_info(args) -> int:
     L2 = math.log(2)
     print(f"checkpoint: {args.checkpoint} ({meta['format']} v{meta['version']}, "
           f"written by charrnn {meta.get('charrnn_version', '?')})")
-    print(f"model: H={model.hidden_size}, V={model.vocab_size}, {model.dtype.name}, "
+    print(f"model: {model.describe()}, V={model.vocab_size}, {model.dtype.name}, "
           f"{model.num_params:,} parameters")
     print(f"vocabulary: {model.vocab_size} characters: {_vocab_preview(model.vocab.chars)}")
     if st is None:
@@ -540,10 +551,15 @@ def _follower() -> bool:
     return world is not None and world.follower()
 
 
+def _note(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"{PROG}: note: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    with _sigint_noted() as noted:
+    with _sigint_noted() as noted, warnings.catch_warnings():
+        warnings.showwarning = _note               # a warning is a one-line note here
         try:
             return _main(argv, noted)
         except BaseException:

@@ -20,6 +20,9 @@ import numpy as np
 # The command line's defaults: the best validation loss on tinyshakespeare in a 10-minute
 # run on a 2-core CPU, among the measured runs in the README's Quality section.
 HIDDEN_SIZE = 512           # H
+CELL = "rnn"                # the recurrent cell, one of CELLS
+NUM_LAYERS = 1              # L, layers of the cell stacked
+DROPOUT = 0.0               # the dropout rate between layers and before the output layer
 BATCH_SIZE = 64             # B, parallel streams
 SEQ_LENGTH = 100            # T, steps of truncated BPTT
 OPTIMIZER = "adam"
@@ -31,6 +34,7 @@ LR_DECAY_EVERY = "epoch"    # ... every so many steps, or once per pass over the
 LR_DECAY_AFTER = 6          # ... after this many steps (or passes) at the full rate
 DTYPE = "float32"
 DTYPES = ("float32", "float64")
+CELLS = ("rnn", "lstm", "gru")  # tanh RNN (min-char-rnn's), LSTM, GRU (design.md 2b)
 TIME_BUDGET = 180.0         # seconds, when neither steps nor a time budget is given
 EVAL_EVERY = 500            # steps between evaluations (and checkpoint writes)
 LOG_EVERY = 100             # steps between progress lines
@@ -75,6 +79,23 @@ def _is_num(x) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
 
 
+def check_cell(cell) -> str:
+    """``cell`` if it names a cell (:data:`CELLS`), else a ``ValueError``."""
+    if not isinstance(cell, str) or cell not in CELLS:
+        raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+    return cell
+
+
+def check_dropout(p) -> float:
+    """``p`` as a float if it is a dropout rate in [0, 1), else a ``TypeError`` or
+    ``ValueError``."""
+    if not _is_num(p):
+        raise TypeError(f"dropout must be a number, not {type(p).__name__}")
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    return float(p)
+
+
 @dataclass
 class TrainConfig:
     """Every control of a training run.
@@ -82,10 +103,18 @@ class TrainConfig:
     Attributes
     ----------
     hidden_size : int
-        H, the number of hidden units.
+        H, the number of hidden units (of each layer).
+    cell : {"rnn", "lstm", "gru"}
+        The recurrent cell: min-char-rnn's tanh RNN, an LSTM or a GRU.
+    num_layers : int
+        L, layers of the cell stacked; layer l > 0 reads layer l - 1's state.
+    dropout : float
+        The inverted-dropout rate, in [0, 1), on the input of every layer above the first
+        and of the output layer (never on the recurrent path); training only.
     dtype : {"float32", "float64"}
     seed : int
-        Seed of the initial weights and of the samples printed during training.
+        Seed of the initial weights, the dropout masks and the samples printed during
+        training.
     batch_size : int
         B, the number of parallel streams the training text is cut into.
     seq_length : int
@@ -133,6 +162,9 @@ class TrainConfig:
     """
 
     hidden_size: int = HIDDEN_SIZE
+    cell: str = CELL
+    num_layers: int = NUM_LAYERS
+    dropout: float = DROPOUT
     dtype: str = DTYPE
     seed: int = 0
     batch_size: int = BATCH_SIZE
@@ -160,7 +192,7 @@ class TrainConfig:
     # Controls a model keeps (they shape its parameters), and those a resumed run may not
     # change either (they shape the optimizer state, the carried hidden state and the
     # data position).
-    MODEL = ("hidden_size", "dtype")
+    MODEL = ("hidden_size", "cell", "num_layers", "dropout", "dtype")
     FIXED = MODEL + ("batch_size", "seq_length", "optimizer")
     # Controls a resumed run does not inherit: they say how long this call trains.
     PER_CALL = ("steps", "time_budget")
@@ -243,7 +275,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}"
                                  f", got {v}")
 
-        for name in ("hidden_size", "batch_size", "seq_length", "log_every",
+        for name in ("hidden_size", "num_layers", "batch_size", "seq_length", "log_every",
                      "sample_length"):
             pos_int(name)
         if self.lr_decay_every != "epoch":
@@ -272,6 +304,8 @@ class TrainConfig:
             raise TypeError("val_fraction must be a number")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        check_cell(self.cell)
+        check_dropout(self.dropout)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
         if self.optimizer not in DEFAULT_LR:

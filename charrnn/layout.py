@@ -45,8 +45,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .aligned import aligned_zeros
+from .config import CELLS, check_cell
 
-CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}     # G: blocks of H rows in Wx, Wh and the biases
 INT_MAX = 2**31 - 1             # BLAS takes 32-bit sizes: every count and size is below
 
@@ -164,8 +164,7 @@ class Layout:
         H = _count("hidden_size", hidden_size)
         V = _count("vocab_size", vocab_size)
         L = _count("num_layers", num_layers)
-        if not isinstance(cell, str) or cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+        check_cell(cell)
         try:
             dt = np.dtype(dtype)
         except TypeError:

@@ -1,9 +1,11 @@
-"""CharRNN: the vanilla tanh RNN of min-char-rnn, with its parameters in one flat buffer.
+"""CharRNN: a character-level RNN language model (min-char-rnn's vanilla tanh RNN, or an
+LSTM or GRU, in stacks), with its parameters in one flat buffer.
 
-The parameters (``Wxh, Whh, Why, bh, by``, the classic names and shapes) are views into
-one contiguous vector ``theta``, and their gradients views into ``grad``, laid out by the
-model's :class:`~charrnn.layout.Layout`, so clipping and the optimizer update are single
-fused passes over all parameters.
+The parameters (for the 1-layer vanilla RNN ``Wxh, Whh, Why, bh, by``, the classic names
+and shapes; see :mod:`charrnn.layout` for the others) are views into one contiguous
+vector ``theta``, and their gradients views into ``grad``, laid out by the model's
+:class:`~charrnn.layout.Layout`, so clipping and the optimizer update are single fused
+passes over all parameters.
 """
 
 from __future__ import annotations
@@ -15,33 +17,47 @@ import numpy as np
 
 from . import checkpoint, config, sampling
 from .data.vocab import Vocab
+from .config import check_dropout
 from .kernels.backend import get_kernels
 from .layout import INT_MAX, Layout
+from .torch_io import from_torch
 from .training import run as training_run
 from .workspace import Workspace
 
 
-
 class CharRNN:
-    """A character-level vanilla RNN language model.
+    """A character-level RNN language model: ``num_layers`` layers of a cell, then a
+    softmax over the next character.
 
     Parameters
     ----------
     vocab : Vocab or str
         The vocabulary (a ``str`` is taken as its characters).
     hidden_size : int
-        H, the number of hidden units.
+        H, the number of hidden units of each layer.
     dtype : {"float64", "float32"}
     seed : int
         Seed of the ``numpy.random.Generator`` behind the initial weights.
     backend : {"auto", "cython", "numpy"}
         Which kernels run the math; see :func:`charrnn.available_backends`.
+    cell : {"rnn", "lstm", "gru"}
+        min-char-rnn's tanh RNN, an LSTM or a GRU (PyTorch's gate order and biases).
+    num_layers : int
+        L, layers of the cell stacked.
+    dropout : float
+        The inverted-dropout rate in [0, 1) that training applies to the input of every
+        layer above the first and of the output layer (never to the recurrent path).
+        Evaluation, scoring and sampling use no dropout.
 
     Notes
     -----
-    The defaults are min-char-rnn's model (``config.CLASSIC_MODEL``: H=100, float64), not
-    the training defaults of ``charrnn.train`` and the command line (``config.HIDDEN_SIZE``,
-    ``config.DTYPE``), which a model built by them takes.
+    The defaults are min-char-rnn's model (``config.CLASSIC_MODEL``: a 1-layer tanh RNN,
+    H=100, float64), not the training defaults of ``charrnn.train`` and the command line
+    (``config.HIDDEN_SIZE``, ``config.CELL``, ...), which a model built by them takes.
+
+    The carried state of B streams is one (B, ``state_size``) array: each layer's h, and
+    an LSTM layer's c after its h (see :meth:`charrnn.layout.Layout.state_views`). For the
+    1-layer RNN it is min-char-rnn's (B, H) h.
 
     A model may be shared between threads: its kernel calls take a lock, so two threads
     using one model run one after the other. Separate models run in parallel.
@@ -50,18 +66,23 @@ class CharRNN:
     def __init__(self, vocab: Vocab | str,
                  hidden_size: int = config.CLASSIC_MODEL["hidden_size"],
                  dtype=config.CLASSIC_MODEL["dtype"], seed: int = 0,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", cell: str = "rnn", num_layers: int = 1,
+                 dropout: float = 0.0) -> None:
         if isinstance(vocab, str):
             vocab = Vocab(vocab)
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be a Vocab or a str, not {type(vocab).__name__}")
-        self.layout = Layout(hidden_size, len(vocab), dtype)
+        self.layout = Layout(hidden_size, len(vocab), dtype, cell, num_layers)
+        self.dropout = check_dropout(dropout)
         self.vocab = vocab
         self.dtype = self.layout.dtype
         self.hidden_size = self.layout.hidden_size
         self.vocab_size = self.layout.vocab_size
+        self.cell = self.layout.cell
+        self.num_layers = self.layout.num_layers
+        self.state_size = self.layout.state_size
         self.seed = seed
-        self._K = get_kernels(backend)
+        self._K = get_kernels(backend, self.layout, self.dropout)
         self.theta = self.layout.zeros()
         self.grad = self.layout.zeros()
         self._params = self.layout.views(self.theta)
@@ -84,11 +105,13 @@ class CharRNN:
 
     def set_backend(self, backend: str) -> None:
         """Switch the kernels that run this model; the parameters stay as they are."""
-        self._K = get_kernels(backend)
+        self._K = get_kernels(backend, self.layout, self.dropout)
 
     @property
     def params(self) -> MappingProxyType:
-        """The parameters ``Wxh, Whh, Why, bh, by`` (writable views into ``theta``)."""
+        """The parameters by name (writable views into ``theta``): ``Wxh, Whh, Why, bh,
+        by`` for the 1-layer RNN, else ``Wx0, Wh0, b0`` (a GRU: ``bx0, bh0``) for each layer
+        in turn, then ``Why, by``."""
         return MappingProxyType(self._params)
 
     @property
@@ -100,8 +123,17 @@ class CharRNN:
     def num_params(self) -> int:
         return self.theta.size
 
+    def describe(self) -> str:
+        """The model in a few words, e.g. ``"lstm, 2 layers, H=512, dropout 0.2"``."""
+        L = self.num_layers
+        return (f"{self.cell}, {L} layer{'s' if L > 1 else ''}, H={self.hidden_size}"
+                + (f", dropout {self.dropout:g}" if self.dropout else ""))
+
     def __repr__(self) -> str:
-        return (f"CharRNN(V={self.vocab_size}, hidden_size={self.hidden_size}, "
+        deep = (f", cell={self.cell!r}, num_layers={self.num_layers}"
+                if (self.cell, self.num_layers) != ("rnn", 1) else "")
+        drop = f", dropout={self.dropout:g}" if self.dropout else ""
+        return (f"CharRNN(V={self.vocab_size}, hidden_size={self.hidden_size}{deep}{drop}, "
                 f"dtype={self.dtype.name}, backend={self.backend!r})")
 
     # ------------------------------------------------------------------ inputs
@@ -138,7 +170,7 @@ class CharRNN:
         single = X.ndim == 1
         if single:
             X, Y = X[None, :], Y[None, :]
-        B, H = X.shape[0], self.hidden_size
+        B, H = X.shape[0], self.state_size
         if hprev is None:
             h0 = np.zeros((B, H), self.dtype)
         else:
@@ -155,9 +187,10 @@ class CharRNN:
 
     def workspace(self, B: int, T: int) -> Workspace:
         """A workspace for (B, T) chunks, reused while it is large enough."""
+        layout = self.layout
         if self._ws is None or not self._ws.fits(B, T, self.hidden_size, self.vocab_size,
-                                                 self.dtype):
-            self._ws = Workspace(B, T, self.hidden_size, self.vocab_size, self.dtype)
+                                                 self.dtype, layout.cell, layout.num_layers):
+            self._ws = Workspace.for_layout(layout, B, T)
         return self._ws
 
     # ------------------------------------------------------------------ the math
@@ -170,16 +203,17 @@ class CharRNN:
         inputs, targets : array_like of int
             (T,) ids for one stream, as in min-char-rnn, or (B, T) for B streams.
         hprev : array_like, optional
-            The state before the first step: (H,) or (B, H). Zeros when omitted.
+            The state before the first step: (S,) or (B, S), S = ``state_size`` (H for
+            the 1-layer RNN). Zeros when omitted.
 
         Returns
         -------
         loss : float
             Summed over the T steps and averaged over the B streams, in nats.
         grads : dict of ndarray
-            ``dWxh, dWhh, dWhy, dbh, dby`` keyed like ``params`` (raw, unclipped copies).
+            The gradients keyed like ``params`` (raw, unclipped copies), without dropout.
         h_last : ndarray
-            The state after the last step, (H,) or (B, H).
+            The state after the last step, (S,) or (B, S).
         """
         X, Y, h0, single = self._inputs(inputs, targets, hprev)
         with self._lock:
@@ -197,25 +231,27 @@ class CharRNN:
         return L, (hlast[0] if single else hlast)
 
     def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray, h0: np.ndarray,
-                        hlast: np.ndarray | None = None):
+                        hlast: np.ndarray | None = None, masks: np.ndarray | None = None):
         """The unchecked fast path: int32 (B, T) ids; gradients land in ``self.grad``.
 
-        ``hlast`` may be ``h0`` itself to carry the state in place. Call under the lock.
+        ``hlast`` may be ``h0`` itself to carry the state in place; ``masks`` are the
+        dropout masks (:mod:`charrnn.dropout`). Call under the lock.
         """
         if hlast is None:
             hlast = np.empty_like(h0)
         L = self._K.loss_and_grads(self.layout, self.theta, self.grad, X, Y, h0, hlast,
-                                   self.workspace(*X.shape))
+                                   self.workspace(*X.shape), masks)
         return L, hlast
 
     def _train_step(self, X: np.ndarray, Y: np.ndarray, h: np.ndarray, rule: str,
-                    state: tuple, lr: float, hyper: tuple, clip: float, max_norm: float):
+                    state: tuple, lr: float, hyper: tuple, clip: float, max_norm: float,
+                    masks: np.ndarray | None = None):
         """The kernels' ``train_step`` on this model's flat ``theta`` and ``grad``: int32
-        (B, T) ids, the state ``h`` carried in place. Call under the lock; see
-        :meth:`charrnn.optim.Optimizer.train_step`."""
+        (B, T) ids, the state ``h`` carried in place, the dropout ``masks``. Call under
+        the lock; see :meth:`charrnn.optim.Optimizer.train_step`."""
         return self._K.train_step(self.layout, self.theta, self.grad, X, Y, h,
                                   self.workspace(*X.shape), rule, state, lr, hyper, clip,
-                                  max_norm)
+                                  max_norm, masks)
 
     # ------------------------------------------------------------------ training, sampling, files
     # Thin wrappers: the work lives in charrnn.training, charrnn.sampling, charrnn.checkpoint.
@@ -274,12 +310,50 @@ class CharRNN:
         m = parts.model
         try:
             model = cls(m.vocab, hidden_size=m.hidden_size, dtype=m.dtype, seed=m.seed,
-                        backend=backend)
+                        backend=backend, cell=m.cell, num_layers=m.num_layers,
+                        dropout=m.dropout)
         except (TypeError, ValueError, MemoryError) as e:
             raise parts.error(f"cannot build its model: {e}") from None
         for name, value in m.params.items():
             model.params[name][...] = value
         model._train_state = parts.state
+        return model
+
+    @classmethod
+    def from_torch_state(cls, state_dict, vocab: Vocab | str, dtype="float32",
+                         cell: str | None = None, dropout: float = 0.0, seed: int = 0,
+                         backend: str = "auto") -> "CharRNN":
+        """A model with the weights of a PyTorch ``word_language_model`` ``RNNModel``.
+
+        Parameters
+        ----------
+        state_dict : mapping of str to tensor or ndarray
+            Its ``state_dict()``: ``rnn.weight_ih_l0``, ... for each layer,
+            ``decoder.weight``, ``decoder.bias``, and ``encoder.weight`` if it has an
+            embedding (folded into layer 0's input weights). See
+            :mod:`charrnn.torch_io` for the bias mapping.
+        vocab : Vocab or str
+            The characters of its V ids, in order.
+        dtype : {"float32", "float64"}
+        cell : {"rnn", "lstm", "gru"}, optional
+            By default told from the shape of ``rnn.weight_hh_l0`` (a tanh RNN for one
+            gate block).
+        dropout, seed, backend :
+            As the constructor's.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A key is missing or unknown, or a shape does not fit the vocabulary.
+        """
+        if isinstance(vocab, str):
+            vocab = Vocab(vocab)
+        if not isinstance(vocab, Vocab):
+            raise TypeError(f"vocab must be a Vocab or a str, not {type(vocab).__name__}")
+        cell, L, H, params = from_torch(state_dict, len(vocab), cell)
+        model = cls(vocab, H, dtype, seed, backend, cell, L, dropout)
+        for name, value in params.items():
+            model._params[name][...] = value
         return model
 
     @classmethod

@@ -94,8 +94,8 @@ class Optimizer:
                *self.hyper_args(self.t), clip, scale)
 
     def train_step(self, model: CharRNN, X: np.ndarray, Y: np.ndarray, h: np.ndarray,
-                   clip_kind: str | None, clip: float,
-                   lr: float | None = None) -> tuple[float, float]:
+                   clip_kind: str | None, clip: float, lr: float | None = None,
+                   masks: np.ndarray | None = None) -> tuple[float, float]:
         """One whole training step of ``model`` in one kernel call (``train_step``):
         forward and BPTT on the int32 (B, T) ids ``X``, ``Y`` from the state ``h``
         (carried in place), the global gradient norm, clipping and this update.
@@ -107,13 +107,15 @@ class Optimizer:
             ``model._lock`` when other threads share the model.
         X, Y : ndarray of int32, (B, T)
             Input ids and target ids.
-        h : ndarray, (B, H), the model's dtype
+        h : ndarray, (B, model.state_size), the model's dtype
             The carried state: h_0 in, h_T out.
         clip_kind : {"value", "norm", None}
         clip : float
             The element-wise bound ("value") or the norm bound ("norm").
         lr : float, optional
             This step's learning rate (a schedule's); ``self.lr`` if None.
+        masks : ndarray, (L, T, B, H), optional
+            The step's dropout masks (:mod:`charrnn.dropout`); None: no dropout.
 
         Returns
         -------
@@ -125,7 +127,8 @@ class Optimizer:
         elementwise, max_norm = clip_bounds(clip_kind, clip)
         L, norm = model._train_step(X, Y, h, self.name, self.states(),
                                     self.lr if lr is None else lr,
-                                    self.hyper_args(self.t + 1), elementwise, max_norm)
+                                    self.hyper_args(self.t + 1), elementwise, max_norm,
+                                    masks)
         if math.isfinite(L) and math.isfinite(norm):
             self.t += 1
         return L, norm

@@ -8,8 +8,9 @@ Sampling, checkpoints and training take a model object and never import
 from __future__ import annotations
 
 # what sampling, checkpoints and training read of a model
-MODEL_ATTRIBUTES = ("vocab", "hidden_size", "vocab_size", "dtype", "seed", "layout", "theta",
-                    "grad", "params", "num_params", "kernels", "workspace", "_lock")
+MODEL_ATTRIBUTES = ("vocab", "hidden_size", "vocab_size", "cell", "num_layers", "dropout",
+                    "state_size", "dtype", "seed", "layout", "theta", "grad", "params",
+                    "num_params", "kernels", "workspace", "_lock")
 
 
 def require_model(model) -> None:

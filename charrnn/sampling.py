@@ -85,10 +85,10 @@ def start_id(vocab) -> int:
 
 
 def prime_state(model, prime_ids: np.ndarray, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """``(h, first_ids)``: the state after all but the last prime character, (B, H), and
-    that last character, (B,) int32 — what the ``sample`` kernel takes."""
-    H = model.hidden_size
-    h = np.zeros((1, H), model.dtype)
+    """``(h, first_ids)``: the state after all but the last prime character,
+    (B, state_size), and that last character, (B,) int32 — what the ``sample`` kernel
+    takes."""
+    h = np.zeros((1, model.state_size), model.dtype)
     m = int(prime_ids.size)
     if m == 0:
         first = start_id(model.vocab)
@@ -226,7 +226,7 @@ def evaluate(model, ids: np.ndarray, streams: int | None = None, chunk: int = EV
     w0 = min(chunk, L)
     xbuf = np.empty(E * w0, np.int32)
     ybuf = np.empty(E * w0, np.int32)
-    h = np.zeros((E, model.hidden_size), model.dtype)
+    h = np.zeros((E, model.state_size), model.dtype)
     K, layout, theta = model.kernels, model.layout, model.theta
     total = 0.0
     with model._lock:

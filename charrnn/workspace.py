@@ -12,7 +12,8 @@ import functools
 import numpy as np
 
 from .aligned import aligned_zeros
-from .layout import CELLS, GATES, Layout
+from .config import check_cell
+from .layout import GATES, Layout
 
 
 @functools.lru_cache(maxsize=64)            # fits() runs at every kernel call
@@ -61,8 +62,7 @@ class Workspace:
         for name, n in (("B", B), ("T", T), ("H", H), ("V", V), ("num_layers", num_layers)):
             if int(n) < 1:
                 raise ValueError(f"workspace size {name} must be >= 1, got {n}")
-        if not isinstance(cell, str) or cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+        check_cell(cell)
         self.B, self.T, self.H, self.V = int(B), int(T), int(H), int(V)
         self.cell, self.num_layers = cell, int(num_layers)
         # np.zeros maps its pages when first written: a buffer a chunk does not use (ins

@@ -111,7 +111,7 @@ class Reporter:
         lines = [
             f"text: {corpus.source} ({len(corpus):,} chars, {len(model.vocab)} distinct); "
             f"train {n_train:,}, validation {n_val:,}",
-            f"model: H={model.hidden_size}, {model.num_params:,} parameters, "
+            f"model: {model.describe()}, {model.num_params:,} parameters, "
             f"{model.dtype.name}, backend {model.backend}",
             f"training: B={cfg.batch_size}"
             + (f" on each of {world_size} processes ({world_size * cfg.batch_size} "

@@ -114,7 +114,8 @@ def _prepare(data, model, *, config, resume, cache_dir, **controls) -> Plan:
         base = config if config is not None else TrainConfig()
         if model is not None:
             base = base.replace(hidden_size=model.hidden_size, dtype=model.dtype.name,
-                                seed=int(model.seed))
+                                cell=model.cell, num_layers=model.num_layers,
+                                dropout=model.dropout, seed=int(model.seed))
     cfg = base.replace(**controls).validate()
     if model is not None:
         ref = state.config if state is not None else base
@@ -158,7 +159,7 @@ def _trainer(plan, model, group, checkpoint, best_checkpoint, metrics, verbose, 
         opt = make_optimizer(cfg.optimizer, model.num_params, model.dtype, cfg.lr)
         state = TrainState(
             config=cfg, optimizer=opt,
-            h=np.zeros((K * cfg.batch_size, model.hidden_size), model.dtype),
+            h=np.zeros((K * cfg.batch_size, model.state_size), model.dtype),
             rng_state=np.random.default_rng(cfg.seed).bit_generator.state,
             corpus=corpus.fingerprint, world_size=K)
     else:
@@ -181,7 +182,7 @@ def _trainer(plan, model, group, checkpoint, best_checkpoint, metrics, verbose, 
                       f"optimizer continue)", file=out or sys.stdout)
             state.position, state.epoch = 0, 0
         if state.world_size != K:
-            state.h = np.zeros((K * cfg.batch_size, model.hidden_size), model.dtype)
+            state.h = np.zeros((K * cfg.batch_size, model.state_size), model.dtype)
             state.world_size = K
         state.corpus = corpus.fingerprint
 

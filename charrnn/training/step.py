@@ -2,7 +2,8 @@
 times it (``charrnn bench``, ``benchmarks/``).
 
     X, Y <- the next T ids of each of the B streams       (preallocated int32 buffers)
-    L, norm <- Optimizer.train_step(X, Y, h, lr)          (one kernel call: forward, BPTT
+    masks <- the step's dropout masks, if any            (charrnn.dropout.StepMasks)
+    L, norm <- Optimizer.train_step(X, Y, h, lr, masks)   (one kernel call: forward, BPTT
                                                            with h carried in place, the
                                                            global norm, clipping, update)
     stop if L or norm is not finite                       (then nothing was updated)
@@ -14,7 +15,8 @@ split where the gradient must be summed over the ranks:
     g <- sum of g over the ranks; L <- mean of L          (one in-place Allreduce each)
     update with g / K, clipped as the mean gradient       (the 1/K folded into the scale)
 
-A step allocates nothing but a few Python floats.
+A step allocates nothing but a few Python floats (and, with dropout, the masks'
+generator).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..dropout import StepMasks
 from ..errors import TrainingDiverged
 from ..optim import clip_args
 from .world import SINGLE, World
@@ -59,6 +62,8 @@ class Stepper:
         self.X = np.zeros((B, T), np.int32)          # the step's ids, filled in place
         self.Y = np.zeros((B, T), np.int32)
         self.h = state.h[world.streams(B)]           # this rank's rows: a view
+        self.masks = StepMasks(model.layout, B, T, model.dropout, cfg.seed,
+                               first=world.streams(B).start)
         self._loss = np.zeros(1)                     # the loss, summed over the ranks
         self.chars = B * T * world.size              # of every rank, per step
 
@@ -86,23 +91,24 @@ class Stepper:
             if batches.next_into(self.X, self.Y):
                 st.h.fill(0)                         # a new pass over the text: reset
             lr = cfg.lr_at(st.step, batches.epoch)
+            masks = self.masks.at(st.step)
             if self.world.parallel:
-                L, norm = self._reduced_step(lr)
+                L, norm = self._reduced_step(lr, masks)
             else:
                 L, norm = st.optimizer.train_step(self.model, self.X, self.Y, self.h,
-                                                  cfg.clip_kind, cfg.clip, lr)
+                                                  cfg.clip_kind, cfg.clip, lr, masks)
         if not (math.isfinite(L) and math.isfinite(norm)):
             raise TrainingDiverged(st.step + 1, L / cfg.seq_length, norm, checkpoint)
         st.step += 1
         st.chars_seen += self.chars
         return L, lr
 
-    def _reduced_step(self, lr: float) -> tuple[float, float]:
+    def _reduced_step(self, lr: float, masks) -> tuple[float, float]:
         """The step of one rank of several: the loss and the norm are the ones of the
         mean gradient over all the ranks' streams, the same on every rank."""
         model, st, cfg, world = self.model, self.state, self.state.config, self.world
         K = world.size
-        L, _ = model._loss_and_grads(self.X, self.Y, self.h, self.h)
+        L, _ = model._loss_and_grads(self.X, self.Y, self.h, self.h, masks)
         self._loss[0] = L
         world.sum_(model.grad)                       # sum over the ranks of the mean
         world.sum_(self._loss)                       # over each rank's B streams

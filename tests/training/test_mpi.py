@@ -178,6 +178,27 @@ def test_two_ranks_train_what_one_process_with_twice_the_streams_trains(tmp_path
 
 
 @needs_mpi
+@pytest.mark.parametrize("model", [["--cell", "lstm", "--num-layers", "2", "--dropout", "0.3"],
+                                   ["--cell", "gru", "--dropout", "0.2"],
+                                   ["--cell", "rnn", "--num-layers", "2"]])
+def test_two_ranks_train_what_one_process_trains_for_every_cell_with_dropout(tmp_path,
+                                                                            model):
+    # each rank draws its own streams' dropout masks, the rows of the one process's
+    (tmp_path / "t.txt").write_text(text(1500))
+    common = ["train", "t.txt", *SMALL, *model, "--optimizer", "adam", "--steps", "30"]
+    run(tmp_path, *common, "--batch-size", "3", "-o", "two.ckpt.npz", ranks=2)
+    run(tmp_path, *common, "--batch-size", "6", "-o", "one.ckpt.npz")
+    m2, s2 = state_of(tmp_path / "two.ckpt.npz")
+    m1, s1 = state_of(tmp_path / "one.ckpt.npz")
+    assert (m2.cell, m2.num_layers) == (m1.cell, m1.num_layers) == (model[1], m1.num_layers)
+    assert s2.step == s1.step == 30 and s2.epoch >= 1
+    assert rel(m2.theta, m1.theta) <= 1e-12
+    assert s2.h.shape == s1.h.shape == (6, m1.state_size)
+    assert rel(s2.h, s1.h) <= 1e-12
+    assert s2.best_val_loss == pytest.approx(s1.best_val_loss, rel=1e-12)
+
+
+@needs_mpi
 def test_resume_under_mpi_equals_an_uninterrupted_run(tmp_path):
     (tmp_path / "t.txt").write_text(text())
     common = ["train", "t.txt", *SMALL, "--batch-size", "2", "--optimizer", "adam"]
