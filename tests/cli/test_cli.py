@@ -124,6 +124,24 @@ def test_score_info_and_plot(work):
         assert (tmp / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_an_lstm_stack_with_dropout_trains_resumes_and_samples(tmp_path):
+    (tmp_path / "in.txt").write_text(UNICODE * 40, encoding="utf-8")
+    model = ["--cell", "lstm", "--num-layers", "2", "--dropout", "0.25"]
+    run(tmp_path, "train", "in.txt", *TINY, *model, "--steps", "12", check=0)
+    p = run(tmp_path, "info", "charrnn.ckpt.npz", check=0)
+    assert "model: lstm, 2 layers, H=16, dropout 0.25" in p.stdout
+    assert "v3" in p.stdout
+    p = run(tmp_path, "train", "--resume", "charrnn.ckpt.npz", "--steps", "3", check=0)
+    assert "model: lstm, 2 layers, H=16, dropout 0.25" in p.stdout
+    m, st, _ = read_checkpoint(tmp_path / "charrnn.ckpt.npz")
+    assert (m.cell, m.num_layers, m.dropout, st.step) == ("lstm", 2, 0.25, 15)
+    assert st.h.shape == (2, 2 * 2 * 16)
+    p = run(tmp_path, "sample", "charrnn.ckpt.npz", "-n", "40", "--seed", "1", check=0)
+    assert len(p.stdout.rstrip("\n")) >= 30
+    # a note that the NumPy backend runs the model, if it does, is one line
+    assert all(line.startswith("charrnn: note: ") for line in p.stderr.splitlines())
+
+
 def test_version_and_help(tmp_path, capsys):
     assert run(tmp_path, "--version", check=0).stdout.strip() == \
         f"charrnn {charrnn.__version__}"
@@ -310,6 +328,11 @@ MISTAKES = [
     (["sample"], 2, r"required"),
     ([], 2, r"choose a command"),
     (["frobnicate"], 2, r"invalid choice"),
+    (["train", "--cell", "tree"], 2, r"--cell: invalid choice: 'tree'"),
+    (["train", "--num-layers", "0"], 2, r"num-layers.*positive integer"),
+    (["train", "--dropout", "1"], 2, r"--dropout: a number in \[0, 1\)"),
+    (["train", "--resume", "m.ckpt.npz", "--cell", "lstm"], 2, r"--cell cannot change"),
+    (["train", "--resume", "m.ckpt.npz", "--dropout", "0.5"], 2, r"--dropout cannot change"),
 ]
 
 
