@@ -74,53 +74,161 @@ class Product:
                 self.B: (N, K) if self.transB else (K, N), self.C: (M, N)}
 
 
-def train_products(B: int, H: int, T: int, V: int) -> list[Product]:
-    """The BLAS calls of one training step of the compiled kernel, (B, T) chunk.
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}    # G: gate blocks of H rows (design.md 2b)
 
-    Hs is the (T*B, H) block of hidden states (the kernel's ``hs`` shifted by a step for
-    ``Hprev``: one buffer here), Z the (T*B, V) logits / dz, dH the (T*B, H) dh / da.
+
+def _names(cell: str, L: int, l: int) -> dict[str, str]:
+    """The operand buffers of layer ``l`` of an (L, cell) stack: the classic names for the
+    1-layer vanilla RNN (Whh, hprev, h, Hs, dH, ...), else the same with the layer's
+    number (Wh1, hprev1, ...). Row-major shapes (training, B streams, T steps):
+
+    Hs (T*B, H) the layer's states, read as Hprev by dWh, by the layer above as its input
+    and by the output layer; A (T*B, G*H) the input side of a layer l > 0; hprev (B, H),
+    a (B, G*H) one step's recurrence (ah: the GRU's separate recurrent side); dH (T*B, H)
+    the gradient reaching the states; dA (T*B, G*H) the pre-activations' (dAh: the GRU's
+    recurrent side); da (B, G*H), dhnext (B, H) one step of BPTT; h (H,) a layer's state
+    when sampling. ``layer`` is the suffix itself ("" for the classic).
     """
-    N = T * B
-    if B == 1:
-        rec = Product("forward recurrence h += Whh @ hprev", "gemv", False, False,
-                      H, H, 1, 1.0, T, "Whh", "hprev", "h")
-        bptt = Product("BPTT dhnext = Whh.T @ da", "gemv", True, False, H, H, 1, 0.0, T - 1,
-                       "Whh", "da", "dhnext")
-    else:
-        rec = Product("forward recurrence h += hprev @ Whh.T", "gemm", False, True,
-                      B, H, H, 1.0, T, "hprev", "Whh", "h")
-        bptt = Product("BPTT dhnext = da @ Whh", "gemm", False, False, B, H, H, 0.0, T - 1,
-                       "da", "Whh", "dhnext")
-    out = [
-        rec,
-        Product("output Z += Hs @ Why.T", "gemm", False, True, N, V, H, 1.0, 1,
-                "Hs", "Why", "Z"),
-        Product("dWhy = dZ.T @ Hs", "gemm", True, False, V, H, N, 0.0, 1, "Z", "Hs", "dWhy"),
-        Product("dH = dZ @ Why", "gemm", False, False, N, H, V, 0.0, 1, "Z", "Why", "dH"),
-        bptt,
-        Product("dWhh = dA.T @ Hprev", "gemm", True, False, H, H, N, 0.0, 1,
-                "dH", "Hs", "dWhh"),
-    ]
+    classic = cell == "rnn" and L == 1
+    s = "" if classic else str(l)
+    n = {k: k + s for k in ("Hs", "A", "h", "hprev", "a", "ah", "dH", "dA", "dAh", "da",
+                            "dhnext")}
+    n.update({"Wx": "Wxh", "Wh": "Whh"} if classic else {"Wx": f"Wx{l}", "Wh": f"Wh{l}"})
+    n.update(dWx="d" + n["Wx"], dWh="d" + n["Wh"], layer=s)
+    if cell == "rnn":                    # the pre-activation in the state's place, as the
+        n["a"], n["dA"] = n["h"], n["dH"]    # kernels compute it
+    if cell != "gru":                    # one pre-activation: the recurrence adds to it
+        n["ah"], n["dAh"] = n["a"], n["dA"]
+    return n
+
+
+def _gates(cell: str) -> int:
+    if cell not in GATES:
+        raise ValueError(f"cell must be one of {', '.join(GATES)}, not {cell!r}")
+    return GATES[cell]
+
+
+def train_products(B: int, H: int, T: int, V: int, cell: str = "rnn",
+                   num_layers: int = 1) -> list[Product]:
+    """The BLAS calls of one training step of a stack of ``num_layers`` layers of
+    ``cell`` (design.md section 2b), (B, T) chunk, G gate blocks per layer.
+
+    Forward: layer 0's input side is a column gather (no BLAS); each layer above it one
+    (T*B, H) x (H, G*H) GEMM; per step the recurrence (B, H) x (H, G*H) (a GEMV at B = 1);
+    then one output GEMM over all T*B states of the top layer. Backward: the output
+    layer's two GEMMs, then for each layer from the top the T-1 sequential BPTT products
+    and dWh as one GEMM over all steps; a layer above the first adds its dWx and its
+    input's gradient as one GEMM each (layer 0's dWx is a scatter-add, no BLAS).
+    """
+    G, L, N = _gates(cell), num_layers, T * B
+    GH = G * H
+    lay = [_names(cell, L, l) for l in range(L)]
+    top = lay[-1]
+    fwd: list[Product] = []
+    bwd: list[Product] = []
+    for l, n in enumerate(lay):
+        # GRU: ah = hprev @ Wh.T + bh on its own; else a += hprev @ Wh.T onto the input side
+        beta = 0.0 if cell == "gru" else 1.0
+        op = "+=" if beta else "="
+        if l > 0:
+            below = lay[l - 1]
+            # A = Hs_below @ Wx.T: the input side of all T steps at once
+            fwd.append(Product(f"forward input {n['A']} = {below['Hs']} @ {n['Wx']}.T",
+                               "gemm", False, True, N, GH, H, 0.0, 1,
+                               below["Hs"], n["Wx"], n["A"]))
+        if B == 1:
+            # a (+)= Wh @ hprev, per step
+            fwd.append(Product(f"forward recurrence {n['ah']} {op} {n['Wh']} @ {n['hprev']}",
+                               "gemv", False, False, GH, H, 1, beta, T,
+                               n["Wh"], n["hprev"], n["ah"]))
+            # dhnext = Wh.T @ da, per step but the first
+            bptt = Product(f"BPTT {n['dhnext']} = {n['Wh']}.T @ {n['da']}", "gemv", True,
+                           False, GH, H, 1, 0.0, T - 1, n["Wh"], n["da"], n["dhnext"])
+        else:
+            # a (+)= hprev @ Wh.T, per step
+            fwd.append(Product(f"forward recurrence {n['ah']} {op} {n['hprev']} @ {n['Wh']}.T",
+                               "gemm", False, True, B, GH, H, beta, T,
+                               n["hprev"], n["Wh"], n["ah"]))
+            # dhnext = da @ Wh, per step but the first
+            bptt = Product(f"BPTT {n['dhnext']} = {n['da']} @ {n['Wh']}", "gemm", False,
+                           False, B, H, GH, 0.0, T - 1, n["da"], n["Wh"], n["dhnext"])
+        s = n["layer"]
+        layer = [bptt,
+                 # dWh = sum_t dah_t.T @ h_{t-1}: one GEMM over all steps
+                 Product(f"{n['dWh']} = dA{'h' if cell == 'gru' else ''}{s}.T @ Hprev{s}",
+                         "gemm", True, False,
+                         GH, H, N, 0.0, 1, n["dAh"], n["Hs"], n["dWh"])]
+        if l > 0:
+            below = lay[l - 1]
+            # dWx = sum_t dax_t.T @ in_t: one GEMM over all steps
+            layer.append(Product(f"{n['dWx']} = {n['dA']}.T @ {below['Hs']}", "gemm", True,
+                                 False, GH, H, N, 0.0, 1, n["dA"], below["Hs"], n["dWx"]))
+            # dH_below = dA @ Wx: the input's gradient, all steps at once
+            layer.append(Product(f"{below['dH']} = {n['dA']} @ {n['Wx']}", "gemm", False,
+                                 False, N, H, GH, 0.0, 1, n["dA"], n["Wx"], below["dH"]))
+        bwd = layer + bwd                                 # BPTT runs from the top layer
+    out = fwd + [
+        # Z += Hs_top @ Why.T: all T steps' logits (the bias already in Z)
+        Product(f"output Z += {top['Hs']} @ Why.T", "gemm", False, True, N, V, H, 1.0, 1,
+                top["Hs"], "Why", "Z"),
+        # dWhy = dZ.T @ Hs_top
+        Product(f"dWhy = dZ.T @ {top['Hs']}", "gemm", True, False, V, H, N, 0.0, 1, "Z",
+                top["Hs"], "dWhy"),
+        # dH_top = dZ @ Why
+        Product(f"{top['dH']} = dZ @ Why", "gemm", False, False, N, H, V, 0.0, 1, "Z", "Why",
+                top["dH"]),
+    ] + bwd
     return [p for p in out if p.count > 0]
 
 
-def sample_products(H: int, V: int, B: int = 1) -> list[Product]:
-    """The BLAS calls of one sampling step of B streams (B characters)."""
+def sample_products(H: int, V: int, B: int = 1, cell: str = "rnn",
+                    num_layers: int = 1) -> list[Product]:
+    """The BLAS calls of one sampling step of B streams (B characters) of a stack of
+    ``num_layers`` layers of ``cell``: per layer the recurrence and, above the first, the
+    input product, then the logits."""
+    G, L = _gates(cell), num_layers
+    GH = G * H
+    lay = [_names(cell, L, l) for l in range(L)]
+    beta = 0.0 if cell == "gru" else 1.0
+    op = "+=" if beta else "="
+    out: list[Product] = []
+    for l, n in enumerate(lay):
+        x = lay[l - 1]["h"] if l > 0 else None
+        if B == 1:
+            if x:
+                # a = Wx @ h_below
+                out.append(Product(f"input {n['a']} = {n['Wx']} @ {x}", "gemv", False, False,
+                                   GH, H, 1, 0.0, 1, n["Wx"], x, n["a"]))
+            # a (+)= Wh @ hprev
+            out.append(Product(f"recurrence {n['ah']} {op} {n['Wh']} @ {n['hprev']}", "gemv",
+                               False, False, GH, H, 1, beta, 1, n["Wh"], n["hprev"],
+                               n["ah"]))
+        else:
+            if x:
+                # a = h_below @ Wx.T
+                out.append(Product(f"input {n['a']} = {x} @ {n['Wx']}.T", "gemm", False, True,
+                                   B, GH, H, 0.0, 1, x, n["Wx"], n["a"]))
+            # a (+)= hprev @ Wh.T
+            out.append(Product(f"recurrence {n['ah']} {op} {n['hprev']} @ {n['Wh']}.T",
+                               "gemm", False, True, B, GH, H, beta, 1, n["hprev"], n["Wh"],
+                               n["ah"]))
+    h = lay[-1]["h"]
     if B == 1:
-        return [Product("recurrence h += Whh @ hprev", "gemv", False, False, H, H, 1, 1.0,
-                        1, "Whh", "hprev", "h"),
-                Product("logits z += Why @ h", "gemv", False, False, V, H, 1, 1.0, 1,
-                        "Why", "h", "z")]
-    return [Product("recurrence h += hprev @ Whh.T", "gemm", False, True, B, H, H, 1.0, 1,
-                    "hprev", "Whh", "h"),
-            Product("logits z += h @ Why.T", "gemm", False, True, B, V, H, 1.0, 1,
-                    "h", "Why", "z")]
+        # z += Why @ h_top
+        out.append(Product(f"logits z += Why @ {h}", "gemv", False, False, V, H, 1, 1.0, 1,
+                           "Why", h, "z"))
+    else:
+        # z += h_top @ Why.T
+        out.append(Product(f"logits z += {h} @ Why.T", "gemm", False, True, B, V, H, 1.0, 1,
+                           h, "Why", "z"))
+    return out
 
 
-def forward_products(B: int, H: int, T: int, V: int) -> list[Product]:
+def forward_products(B: int, H: int, T: int, V: int, cell: str = "rnn",
+                     num_layers: int = 1) -> list[Product]:
     """The BLAS calls of the forward-only ``loss`` kernel on a (B, T) chunk (scoring and
-    validation): the recurrence, then one output GEMM."""
-    return [p for p in train_products(B, H, T, V)
+    validation): the stack's forward products, then one output GEMM."""
+    return [p for p in train_products(B, H, T, V, cell, num_layers)
             if p.role.startswith(("forward", "output"))]
 
 
@@ -313,15 +421,18 @@ class BoundMeter:
                 "products": rows}
 
 
-def train_bound(meter: BoundMeter, B: int, H: int, T: int, V: int, dtype) -> dict[str, Any]:
+def train_bound(meter: BoundMeter, B: int, H: int, T: int, V: int, dtype,
+                cell: str = "rnn", num_layers: int = 1) -> dict[str, Any]:
     """The BLAS-shape bound of a (B, H, T) training step: B*T chars per step."""
-    return {"B": B, "H": H, "T": T, "V": V,
-            **meter.bound(train_products(B, H, T, V), dtype, B * T)}
+    return {"B": B, "H": H, "T": T, "V": V, "cell": cell, "num_layers": num_layers,
+            **meter.bound(train_products(B, H, T, V, cell, num_layers), dtype, B * T)}
 
 
-def sample_bound(meter: BoundMeter, H: int, V: int, dtype) -> dict[str, Any]:
+def sample_bound(meter: BoundMeter, H: int, V: int, dtype, cell: str = "rnn",
+                 num_layers: int = 1) -> dict[str, Any]:
     """The BLAS-shape bound of sampling at B = 1: one char per step."""
-    return {"B": 1, "H": H, "V": V, **meter.bound(sample_products(H, V), dtype, 1)}
+    return {"B": 1, "H": H, "V": V, "cell": cell, "num_layers": num_layers,
+            **meter.bound(sample_products(H, V, 1, cell, num_layers), dtype, 1)}
 
 
 def gemm_peak(n: int, dtype, rounds: int = 3) -> dict[str, Any]:

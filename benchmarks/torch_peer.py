@@ -1,12 +1,18 @@
 """The PyTorch peer: the same model, loss, clipping and optimizer, written as a PyTorch user
 would, for the benchmark comparison. torch is optional: nothing in charrnn imports it.
 
-- model: ``nn.RNN(V, H, nonlinearity="tanh")`` over one-hot inputs (so its input product is
-  the classic ``Wxh @ x``) followed by ``nn.Linear(H, V)``; nn.RNN has a second hidden bias
-  (``bias_hh``), which only adds H numbers;
+- model: ``nn.RNN(V, H, L, nonlinearity="tanh")``, ``nn.LSTM(V, H, L)`` or
+  ``nn.GRU(V, H, L)`` over one-hot inputs (so layer 0's input product is the classic
+  ``Wxh @ x``, which charrnn computes as a column gather), layers above the first reading
+  the states of the layer below, followed by ``nn.Linear(H, V)``; the cells' gate order
+  and biases are PyTorch's, which charrnn's layout follows (a single bias of charrnn's is
+  ``bias_ih`` with ``bias_hh`` zero);
+- dropout (training only): PyTorch's own between the layers (``nn.LSTM(dropout=p)``) and
+  ``F.dropout`` on the top layer's states before the output layer, where charrnn puts its
+  masks (design.md section 2b); none when sampling;
 - loss: cross-entropy summed over the T steps and averaged over the B streams (charrnn's);
 - step: zero_grad, forward, backward, ``clip_grad_value_`` to [-clip, clip] (5, the classic),
-  optimizer step; the hidden state is carried (detached) between steps, as in truncated BPTT;
+  optimizer step; the state is carried (detached) between steps, as in truncated BPTT;
 - optimizer: a parameter; Adagrad with lr 0.1 and eps 1e-8 is the classic comparison
   (torch's Adagrad adds eps after the square root, charrnn and the classic inside it);
 - sampling: one character at a time with ``torch.multinomial`` under
@@ -44,23 +50,55 @@ def _dtype(dtype: str):
     return {"float32": torch.float32, "float64": torch.float64}[np.dtype(dtype).name]
 
 
-def make_model(V: int, H: int, dtype: str = "float64", seed: int = 0):
-    """``(rnn, out)``: nn.RNN(V, H, tanh) and nn.Linear(H, V) in ``dtype``."""
+CELLS = ("rnn", "lstm", "gru")
+
+
+def make_model(V: int, H: int, dtype: str = "float64", seed: int = 0, cell: str = "rnn",
+               num_layers: int = 1, dropout: float = 0.0):
+    """``(rnn, out)``: ``nn.RNN(V, H, L, tanh)``, ``nn.LSTM(V, H, L)`` or
+    ``nn.GRU(V, H, L)``, and ``nn.Linear(H, V)``, in ``dtype``, PyTorch's initialisation.
+
+    ``rnn.dropout`` is the rate p: PyTorch applies it between the layers, and
+    :func:`chunk_loss` on the top layer's states (with one layer, there only).
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
     torch.manual_seed(seed)
-    rnn = nn.RNN(V, H, nonlinearity="tanh").to(_dtype(dtype))
+    if cell == "rnn":
+        rnn = nn.RNN(V, H, num_layers, nonlinearity="tanh",
+                     dropout=dropout if num_layers > 1 else 0.0)
+    else:
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](
+            V, H, num_layers, dropout=dropout if num_layers > 1 else 0.0)
+    rnn.dropout = float(dropout)        # (one layer: set here, where PyTorch would warn)
+    rnn = rnn.to(_dtype(dtype))
     out = nn.Linear(H, V).to(_dtype(dtype))
     return rnn, out
 
 
-def load_params(rnn, out, Wxh, Whh, Why, bh, by) -> None:
-    """Copy charrnn-shaped parameters in (``bias_hh`` set to zero), for parity checks."""
+def load_params(rnn, out, layout, params) -> None:
+    """Copy charrnn's parameters in, by the PyTorch names of their ``layout``
+    (``charrnn.layout.Layout``; ``params`` maps its names to arrays, as ``CharRNN.params``
+    does). A single bias of charrnn's is ``bias_ih``, and ``bias_hh`` is set to zero."""
+    modules = {"rnn": rnn, "decoder": out}
     with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(np.asarray(Wxh)))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(np.asarray(Whh)))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(np.asarray(bh)))
-        rnn.bias_hh_l0.zero_()
-        out.weight.copy_(torch.from_numpy(np.asarray(Why)))
-        out.bias.copy_(torch.from_numpy(np.asarray(by)))
+        for name, t in rnn.named_parameters():
+            if name.startswith("bias_hh"):
+                t.zero_()
+        for p in layout.params:
+            module, attr = p.torch_name.split(".")
+            getattr(modules[module], attr).copy_(torch.from_numpy(np.asarray(params[p.name])))
+
+
+def zero_state(rnn, B: int):
+    """The zero state of B streams: h (L, B, H), or ``(h, c)`` for an LSTM."""
+    h = torch.zeros(rnn.num_layers, B, rnn.hidden_size, dtype=rnn.weight_hh_l0.dtype)
+    return (h, torch.zeros_like(h)) if isinstance(rnn, nn.LSTM) else h
+
+
+def detach_state(h):
+    """The state cut from the graph (truncated BPTT)."""
+    return tuple(x.detach() for x in h) if isinstance(h, tuple) else h.detach()
 
 
 def make_optimizer(name: str, params, lr: float | None = None):
@@ -78,14 +116,19 @@ def make_optimizer(name: str, params, lr: float | None = None):
 
 
 def chunk_loss(rnn, out, X, Y, h):
-    """Loss of a chunk: X, Y (T, B) int64 tensors, h (1, B, H). Returns (loss, h_last).
+    """Loss of a chunk: X, Y (T, B) int64 tensors, h the state (``zero_state``'s shape).
+    Returns (loss, h_last).
 
-    L = (1/B) sum_b sum_t -log p_t[b, Y[t, b]], charrnn's convention.
+    L = (1/B) sum_b sum_t -log p_t[b, Y[t, b]], charrnn's convention. In training mode
+    with ``rnn.dropout`` p > 0, the top layer's states are dropped out at rate p before
+    the output layer (the layers below: by PyTorch, between them).
     """
     T, B = X.shape
     V = rnn.input_size
     x = F.one_hot(X, V).to(rnn.weight_ih_l0.dtype)          # (T, B, V)
-    hs, h_last = rnn(x, h)                                  # (T, B, H), (1, B, H)
+    hs, h_last = rnn(x, h)                                  # (T, B, H), the state
+    if rnn.dropout and rnn.training:
+        hs = F.dropout(hs, rnn.dropout)
     z = out(hs)                                             # (T, B, V)
     loss = F.cross_entropy(z.reshape(T * B, V), Y.reshape(T * B), reduction="sum") / B
     return loss, h_last
@@ -110,20 +153,21 @@ class TorchTrain:
 
     def __init__(self, B: int, H: int, T: int, V: int = 65, dtype: str = "float64",
                  optimizer: str = "adagrad", clip: float = 5.0, windows: int = 16,
-                 seed: int = 0) -> None:
+                 seed: int = 0, cell: str = "rnn", num_layers: int = 1,
+                 dropout: float = 0.0) -> None:
         if torch is None:
             raise RuntimeError(IMPORT_ERROR)
         self.dtype = np.dtype(dtype).name
         self.B, self.H, self.T, self.V = B, H, T, V
         self.chars_per_call = B * T
-        self.rnn, self.out = make_model(V, H, dtype, seed)
+        self.rnn, self.out = make_model(V, H, dtype, seed, cell, num_layers, dropout)
         self.params = list(self.rnn.parameters()) + list(self.out.parameters())
         self.opt = make_optimizer(optimizer, self.params)
         self.clip = clip
         ids = torch.from_numpy(synthetic_ids(B, T, V, windows, seed + 1).astype(np.int64))
         # (T, B) windows, the layout nn.RNN takes without batch_first
         self._windows = [(x.T.contiguous(), y.T.contiguous()) for x, y in id_windows(ids, T)]
-        self.h = torch.zeros(1, B, H, dtype=_dtype(dtype))
+        self.h = zero_state(self.rnn, B)
         self._w = 0
         self.last_loss = math.nan
 
@@ -134,11 +178,11 @@ class TorchTrain:
         loss.backward()
         nn.utils.clip_grad_value_(self.params, self.clip)
         self.opt.step()
-        self.h = h.detach()
+        self.h = detach_state(h)
         self._w += 1
         if self._w == len(self._windows):                  # end of the "epoch"
             self._w = 0
-            self.h = torch.zeros_like(self.h)
+            self.h = zero_state(self.rnn, self.B)
         return loss
 
     def run(self, n: int) -> None:
@@ -159,14 +203,15 @@ class TorchSample:
     name = "torch"
 
     def __init__(self, H: int, V: int = 65, dtype: str = "float64", n_chars: int = 1000,
-                 seed: int = 0) -> None:
+                 seed: int = 0, cell: str = "rnn", num_layers: int = 1) -> None:
         if torch is None:
             raise RuntimeError(IMPORT_ERROR)
         self.dtype = np.dtype(dtype).name
         self.chars_per_call = n_chars
-        self.rnn, self.out = make_model(V, H, dtype, seed)
+        self.rnn, self.out = make_model(V, H, dtype, seed, cell, num_layers)
+        self.rnn.eval()                                         # (no dropout)
         self.eye = torch.eye(V, dtype=_dtype(dtype))           # one-hot rows
-        self.h = torch.zeros(1, 1, H, dtype=_dtype(dtype))
+        self.h = zero_state(self.rnn, 1)
         self.ix = torch.zeros((), dtype=torch.int64)
         self.ids = torch.empty(n_chars, dtype=torch.int64)
         self.gen = torch.Generator().manual_seed(seed + 2)
