@@ -25,12 +25,25 @@ COLORS = {"compiled": "#1f77b4", "numpy": "#2ca02c", "classic": "#ff7f0e", "torc
 
 # ----------------------------------------------------------------------------- lookup
 
+def model_of(c: dict) -> tuple[str, int]:
+    """(cell, num_layers) of a case; a run from before the cells has the vanilla RNN."""
+    return c.get("cell", "rnn"), c.get("num_layers", 1)
+
+
+def model_label(c: dict) -> str:
+    """The model after a case's sizes (" lstm×2"); nothing for the 1-layer vanilla RNN."""
+    cell, L = model_of(c)
+    return "" if (cell, L) == ("rnn", 1) else f" {cell}×{L}"
+
+
 def find_case(res: dict, task: str, dtype: str, threads: int, B: int | None = None,
-              H: int | None = None, T: int | None = None) -> dict | None:
+              H: int | None = None, T: int | None = None, cell: str = "rnn",
+              num_layers: int = 1) -> dict | None:
     for c in res.get(task, []):
         if (c["dtype"] == dtype and c["threads"] == threads
                 and (B is None or c["B"] == B) and (H is None or c["H"] == H)
-                and (T is None or c.get("T") == T)):
+                and (T is None or c.get("T") == T)
+                and model_of(c) == (cell, num_layers)):
             return c
     return None
 
@@ -221,14 +234,16 @@ def markdown(res: dict) -> str:
             f"{s['vocab_size']}. The classic runs one stream in float64 only.", ""]
     rows = []
     for c in res["train"]:
-        rows += _case_rows(c, [f"{c['B']},{c['H']},{c['T']}", c["dtype"], str(c["threads"])])
+        rows += _case_rows(c, [f"{c['B']},{c['H']},{c['T']}{model_label(c)}", c["dtype"],
+                               str(c["threads"])])
     out += [_table(head, rows) if rows else "(none)", ""]
 
     out += ["## Sampling throughput", "",
             f"chars/s at B = 1, {s['sample_chars']} characters per call, temperature 1.", ""]
     rows = []
     for c in res["sample"]:
-        rows += _case_rows(c, [f"1,{c['H']},–", c["dtype"], str(c["threads"])])
+        rows += _case_rows(c, [f"1,{c['H']},–{model_label(c)}", c["dtype"],
+                               str(c["threads"])])
     head[0] = "B,H,–"
     out += [_table(head, rows) if rows else "(none)", ""]
 
@@ -265,7 +280,7 @@ def markdown(res: dict) -> str:
         b = c["bound"]
         sep = b["separate"]
         cfg = (f"{c['B']},{c['H']},{c['T']}" if c["task"] == "train"
-               else f"sample H={c['H']}")
+               else f"sample H={c['H']}") + model_label(c)
         rows.append([cfg, c["dtype"], str(c["threads"]), _n(b["median"]),
                      _n(sep["bound"]), _n(sep["best_layout_bound"]),
                      f"{sep['blas_s_per_step'] * 1e6:,.1f}", f"{sep['step_gflops']:.1f}"])
@@ -398,7 +413,8 @@ def chart(res: dict, path: Path) -> dict[str, Any]:
             ax.hlines(c["bound"]["median"], i - 0.42, i + 0.42, colors="black",
                       linestyles="--", label=LABELS["blas-bound"] if i == 0 else None)
         labels = [(f"{c['B']},{c['H']},{c['T']}" if task == "train" else f"H={c['H']}")
-                  + f"\n{c['dtype'].replace('float', 'f')} {c['threads']}t" for c in cases]
+                  + model_label(c) + f"\n{c['dtype'].replace('float', 'f')} {c['threads']}t"
+                  for c in cases]
         ax.set_xticks(range(len(cases)), labels, fontsize=8)
         ax.set_yscale("log")
         ax.set_ylabel("chars/s (median, range)")

@@ -70,6 +70,13 @@ def _nonneg_float(s: str) -> float:
     return v
 
 
+def _dropout(s: str) -> float:
+    v = _nonneg_float(s)
+    if v >= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {s}")
+    return v
+
+
 def _pos_float(s: str) -> float:
     v = _nonneg_float(s)
     if v == 0:
@@ -88,6 +95,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--configs", type=_config, nargs="+", default=list(FULL_CONFIGS),
                    metavar="B,H,T", help="training configurations")
     p.add_argument("--vocab-size", type=_pos_int, default=65)
+    p.add_argument("--cells", nargs="+", choices=("rnn", "lstm", "gru"), default=["rnn"],
+                   help="the cells of the training and sampling cases (design.md 2b)")
+    p.add_argument("--num-layers", type=_pos_int, nargs="+", default=[1], metavar="L",
+                   help="the depths of the stacks of those cells")
+    p.add_argument("--dropout", type=_dropout, default=0.0,
+                   help="dropout rate p in training, for every model but the 1-layer "
+                        "vanilla RNN (the classic has none)")
     p.add_argument("--dtypes", nargs="+", choices=("float32", "float64"),
                    default=["float32", "float64"])
     p.add_argument("--threads", type=_pos_int, nargs="+", default=[1, 2],

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import shlex
 import subprocess
 import sys
@@ -32,6 +33,12 @@ from charrnn.bench import CharrnnSample, CharrnnTrain, measure, paired_ratio, pi
 
 HERE = Path(__file__).resolve().parent
 BASELINES = ("classic", "torch")
+
+
+def takes_cells(workload: type) -> bool:
+    """Whether a charrnn workload of ``charrnn.bench`` takes ``cell=`` (and the stack's
+    other sizes): until it does, the suite times charrnn on the vanilla RNN only."""
+    return "cell" in inspect.signature(workload).parameters
 
 
 def source_state() -> dict[str, Any]:
@@ -88,20 +95,48 @@ class Suite:
         self.t0 = time.perf_counter()
         self.compiled = "cython" in available_backends()
 
+    def models(self) -> list[tuple[str, int]]:
+        """The (cell, num_layers) of the training and sampling cases, in order."""
+        return [(cell, L) for cell in self.a.cells for L in self.a.num_layers]
+
     def log(self, msg: str) -> None:
         if not self.a.quiet:
             print(f"[{time.perf_counter() - self.t0:7.1f}s] {msg}", file=sys.stderr,
                   flush=True)
 
-    def _skips(self, B: int) -> dict[str, str]:
+    def _skips(self, B: int, model: dict, workload: type) -> dict[str, str]:
         skipped = {}
+        vanilla = (model["cell"], model["num_layers"]) == ("rnn", 1)
         if "compiled" in self.a.impls and not self.compiled:
             skipped["compiled"] = "the compiled extension charrnn._kernels is not built"
-        if "classic" in self.a.impls and B != 1:
+        if not vanilla and not takes_cells(workload):
+            for impl in ("compiled", "numpy"):
+                if impl in self.a.impls:
+                    skipped.setdefault(impl, f"charrnn.bench.{workload.__name__} has no "
+                                             "cell= yet")
+        if "classic" in self.a.impls and not vanilla:
+            skipped["classic"] = "the classic min-char-rnn is the 1-layer vanilla RNN"
+        elif "classic" in self.a.impls and B != 1:
             skipped["classic"] = "the classic min-char-rnn runs one stream (B=1) only"
         if "torch" in self.a.impls and not torch_peer.available():
             skipped["torch"] = torch_peer.IMPORT_ERROR
         return skipped
+
+    @staticmethod
+    def _charrnn(impl: str, skipped: dict, new_model: bool, make):
+        """``make(backend)``, a charrnn workload of ``impl``; for a model other than the
+        vanilla RNN also its first call, and None with the reason in ``skipped`` when
+        the backend refuses the model (ValueError: its kernels do not implement it yet)."""
+        try:
+            w = make("cython" if impl == "compiled" else "numpy")
+            if new_model:
+                w.run(1)
+        except ValueError as e:
+            if not new_model:
+                raise
+            skipped[impl] = str(e)
+            return None
+        return w
 
     def _case(self, task: str, workloads: list, meta: dict, skipped: dict,
               meter: bound.BoundMeter, products: list, chars_per_step: int,
@@ -131,47 +166,62 @@ class Suite:
                                               "blas_s_per_step", "step_gflops")},
                     "products": breakdown["products"]}}
 
-    def train_case(self, B, H, T, dtype, threads, meter) -> dict[str, Any]:
+    def train_case(self, B, H, T, dtype, threads, meter, cell="rnn", num_layers=1
+                   ) -> dict[str, Any]:
         a, V = self.a, self.a.vocab_size
-        skipped = self._skips(B)
+        model = {"cell": cell, "num_layers": num_layers,
+                 "dropout": a.dropout if (cell, num_layers) != ("rnn", 1) else 0.0}
+        # the vanilla RNN's keywords are the ones CharrnnTrain always took
+        cells = {} if (cell, num_layers) == ("rnn", 1) else model
+        skipped = self._skips(B, model, CharrnnTrain)
         ws = []
         for impl in a.impls:
             if impl in skipped:
                 continue
             if impl in ("compiled", "numpy"):
-                w = CharrnnTrain("cython" if impl == "compiled" else "numpy", B, H, T, V,
-                                 dtype, optimizer=a.optimizer)
+                w = self._charrnn(impl, skipped, bool(cells), lambda backend: CharrnnTrain(
+                    backend, B, H, T, V, dtype, optimizer=a.optimizer, **cells))
+                if w is None:
+                    continue
             elif impl == "classic":
                 w = classic.ClassicTrain(H, T, V)
             else:
-                w = torch_peer.TorchTrain(B, H, T, V, dtype, optimizer=a.optimizer)
+                w = torch_peer.TorchTrain(B, H, T, V, dtype, optimizer=a.optimizer, **model)
             w.name = impl
             ws.append(w)
-        case = self._case("train", ws, {"B": B, "H": H, "T": T, "V": V}, skipped, meter,
-                          bound.train_products(B, H, T, V), B * T, threads, dtype)
+        case = self._case("train", ws, {"B": B, "H": H, "T": T, "V": V, **model}, skipped,
+                          meter, bound.train_products(B, H, T, V, cell, num_layers), B * T,
+                          threads, dtype)
         # the loss per char after the run: a sanity check that every peer trains
         case["final_loss_per_char"] = {w.name: w.last_loss / T for w in ws
                                        if hasattr(w, "last_loss")}
         return case
 
-    def sample_case(self, H, dtype, threads, meter) -> dict[str, Any]:
+    def sample_case(self, H, dtype, threads, meter, cell="rnn", num_layers=1
+                    ) -> dict[str, Any]:
         a, V, n = self.a, self.a.vocab_size, self.a.sample_chars
-        skipped = self._skips(1)
+        model = {"cell": cell, "num_layers": num_layers}
+        cells = {} if (cell, num_layers) == ("rnn", 1) else model
+        skipped = self._skips(1, model, CharrnnSample)
         ws = []
         for impl in a.impls:
             if impl in skipped:
                 continue
             if impl in ("compiled", "numpy"):
-                w = CharrnnSample("cython" if impl == "compiled" else "numpy", H, V, dtype,
-                                  n_chars=n)
+                w = self._charrnn(impl, skipped, bool(cells), lambda backend: CharrnnSample(
+                    backend, H, V, dtype, n_chars=n, **cells))
+                if w is None:
+                    continue
             elif impl == "classic":
                 w = classic.ClassicSample(H, V, n_chars=n)
             else:
-                w = torch_peer.TorchSample(H, V, dtype, n_chars=n)
+                w = torch_peer.TorchSample(H, V, dtype, n_chars=n, **model)
             w.name = impl
             ws.append(w)
-        return self._case("sample", ws, {"B": 1, "H": H, "V": V, "chars_per_call": n},
-                          skipped, meter, bound.sample_products(H, V), 1, threads, dtype)
+        return self._case("sample", ws, {"B": 1, "H": H, "V": V, "chars_per_call": n,
+                                         **model}, skipped, meter,
+                          bound.sample_products(H, V, 1, cell, num_layers), 1, threads,
+                          dtype)
 
     def api_cases(self, threads, meter) -> list[dict[str, Any]]:
         """What users call, compiled backend: ``model.sample(n)`` for each n beside the
@@ -244,13 +294,18 @@ class Suite:
                                         "listed by threadpoolctl, so it may not be pinned")
                 meter = bound.BoundMeter(threads, a.bound_rounds, a.bound_round_time)
                 for B, H, T in a.configs:
-                    for dtype in a.dtypes:
-                        self.log(f"train B={B} H={H} T={T} {dtype} threads={threads}")
-                        out["train"].append(self.train_case(B, H, T, dtype, threads, meter))
+                    for cell, L in self.models():
+                        for dtype in a.dtypes:
+                            self.log(f"train B={B} H={H} T={T} {cell}x{L} {dtype} "
+                                     f"threads={threads}")
+                            out["train"].append(self.train_case(B, H, T, dtype, threads,
+                                                                meter, cell, L))
                 for H in a.sample_hidden:
-                    for dtype in a.dtypes:
-                        self.log(f"sample H={H} {dtype} threads={threads}")
-                        out["sample"].append(self.sample_case(H, dtype, threads, meter))
+                    for cell, L in self.models():
+                        for dtype in a.dtypes:
+                            self.log(f"sample H={H} {cell}x{L} {dtype} threads={threads}")
+                            out["sample"].append(self.sample_case(H, dtype, threads, meter,
+                                                                  cell, L))
                 if threads == 1 and not a.no_api:
                     out["api"].extend(self.api_cases(threads, meter))
                 for dtype in a.dtypes:
