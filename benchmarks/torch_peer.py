@@ -61,19 +61,37 @@ def make_model(V: int, H: int, dtype: str = "float64", seed: int = 0, cell: str 
     ``rnn.dropout`` is the rate p: PyTorch applies it between the layers, and
     :func:`chunk_loss` on the top layer's states (with one layer, there only).
     """
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
     torch.manual_seed(seed)
-    if cell == "rnn":
-        rnn = nn.RNN(V, H, num_layers, nonlinearity="tanh",
-                     dropout=dropout if num_layers > 1 else 0.0)
-    else:
-        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](
-            V, H, num_layers, dropout=dropout if num_layers > 1 else 0.0)
-    rnn.dropout = float(dropout)        # (one layer: set here, where PyTorch would warn)
-    rnn = rnn.to(_dtype(dtype))
+    rnn = recurrent(cell, V, H, num_layers, dropout).to(_dtype(dtype))
     out = nn.Linear(H, V).to(_dtype(dtype))
     return rnn, out
+
+
+def recurrent(cell: str, input_size: int, H: int, num_layers: int = 1,
+              dropout: float = 0.0):
+    """``nn.RNN(input_size, H, L, tanh)``, ``nn.LSTM(...)`` or ``nn.GRU(...)`` with
+    ``rnn.dropout`` = p (PyTorch's draws from torch's global generator)."""
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+    between = dropout if num_layers > 1 else 0.0
+    if cell == "rnn":
+        rnn = nn.RNN(input_size, H, num_layers, nonlinearity="tanh", dropout=between)
+    else:
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](input_size, H, num_layers,
+                                                     dropout=between)
+    rnn.dropout = float(dropout)        # (one layer: set here, where PyTorch would warn)
+    return rnn
+
+
+def cell_of(rnn) -> str:
+    """The cell of an nn.RNN ("rnn"), nn.LSTM or nn.GRU."""
+    return {"RNN_TANH": "rnn", "LSTM": "lstm", "GRU": "gru"}[rnn.mode]
+
+
+def top(rnn, hs):
+    """The top layer's states ``hs`` as the output layer reads them: in training, dropped
+    out at rate ``rnn.dropout`` (where charrnn's last mask is)."""
+    return F.dropout(hs, rnn.dropout) if rnn.dropout and rnn.training else hs
 
 
 def load_params(rnn, out, layout, params) -> None:
@@ -88,6 +106,25 @@ def load_params(rnn, out, layout, params) -> None:
         for p in layout.params:
             module, attr = p.torch_name.split(".")
             getattr(modules[module], attr).copy_(torch.from_numpy(np.asarray(params[p.name])))
+
+
+def charrnn_params(rnn, out, layout, encoder=None) -> dict[str, np.ndarray]:
+    """The inverse of :func:`load_params`: the torch model's parameters by the names of
+    charrnn's ``layout``, in float64. A single bias of charrnn's is the sum of ``bias_ih``
+    and ``bias_hh`` (the same function); with an embedding E before the rnn, layer 0's
+    input weights are ``weight_ih_l0 @ E.T`` (G*H, V): the same function of a character."""
+    modules, single = {"rnn": rnn, "decoder": out}, cell_of(rnn) != "gru"
+    params = {}
+    with torch.no_grad():
+        for p in layout.params:
+            module, attr = p.torch_name.split(".")
+            w = getattr(modules[module], attr).double()
+            if single and attr.startswith("bias_ih"):
+                w = w + getattr(rnn, attr.replace("_ih", "_hh")).double()
+            if attr == "weight_ih_l0" and encoder is not None:
+                w = w @ encoder.weight.double().T
+            params[p.name] = w.numpy()
+    return params
 
 
 def zero_state(rnn, B: int):
@@ -127,9 +164,7 @@ def chunk_loss(rnn, out, X, Y, h):
     V = rnn.input_size
     x = F.one_hot(X, V).to(rnn.weight_ih_l0.dtype)          # (T, B, V)
     hs, h_last = rnn(x, h)                                  # (T, B, H), the state
-    if rnn.dropout and rnn.training:
-        hs = F.dropout(hs, rnn.dropout)
-    z = out(hs)                                             # (T, B, V)
+    z = out(top(rnn, hs))                                   # (T, B, V)
     loss = F.cross_entropy(z.reshape(T * B, V), Y.reshape(T * B), reduction="sum") / B
     return loss, h_last
 

@@ -1,19 +1,26 @@
 """The PyTorch peer's validation loss after a training time budget, for the Quality table.
 
-The vanilla RNN as a PyTorch user would train it: ``nn.RNN(V, H, tanh)`` over one-hot
+The model as a PyTorch user would train it: ``nn.RNN(V, H, tanh)`` (``--cell lstm``:
+``nn.LSTM``, ``--cell gru``: ``nn.GRU``; ``--num-layers L``, ``--dropout p``) over one-hot
 inputs and ``nn.Linear(H, V)`` (``torch_peer.make_model``), B contiguous streams of the
 training text with the state carried (truncated BPTT), cross-entropy averaged over the
 B*T predictions (PyTorch's default; ``--loss sum`` uses charrnn's sum over T, mean over
 B), ``clip_grad_norm_`` and Adam. With ``--embedding``, the textbook model instead (PyTorch's
 ``word_language_model`` example and most character-RNN tutorials): ``nn.Embedding(V, H)``
-then ``nn.RNN(H, H, tanh)`` then ``nn.Linear(H, V)``, PyTorch's default initialisation. The text and its split are charrnn's (``Corpus``, the
-last 10% held out), and every ``--eval-every`` steps the weights are copied into a
-``CharRNN`` and scored with charrnn's own evaluation, so the validation loss means
-exactly what ``charrnn train`` reports. Evaluation time is not counted in the budget.
+then ``nn.LSTM(H, H, L, dropout=p)`` (or the cell chosen) then ``nn.Linear(H, V)``,
+PyTorch's default initialisation. Dropout is PyTorch's between the layers and, as
+charrnn's, on the top layer's states before the output layer. The text and its split are
+charrnn's (``Corpus``, the last 10% held out), and every ``--eval-every`` steps the
+weights are copied into a ``CharRNN`` of the same cell and depth and scored with
+charrnn's own evaluation, so the validation loss means exactly what ``charrnn train``
+reports. Evaluation time is not counted in the budget.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/torch_quality.py ../shared/data/tinyshakespeare.txt \\
         --time-budget 600 --metrics torch.jsonl
+    # the textbook model of the quality target: Embedding -> LSTM -> Linear, Adam 2e-3, clip 5
+    python benchmarks/torch_quality.py ../shared/data/tinyshakespeare.txt \
+        --embedding --cell lstm --time-budget 600
 
 Prints the best validation loss and writes one JSON line per evaluation.
 """
@@ -37,19 +44,15 @@ from charrnn import CharRNN, Corpus  # noqa: E402
 from charrnn.sampling import evaluate  # noqa: E402
 
 
-def to_charrnn(rnn, out, vocab, encoder=None) -> CharRNN:
-    """A float32 CharRNN holding the torch model's weights (its two hidden biases summed;
-    with an embedding E, the input weights ``W_ih @ E.T``: the same function)."""
-    m = CharRNN(vocab, rnn.hidden_size, "float32")
-    with torch_peer.torch.no_grad():
-        Wih = rnn.weight_ih_l0.double()
-        if encoder is not None:
-            Wih = Wih @ encoder.weight.double().T                # (H, V)
-        m.params["Wxh"][...] = Wih.numpy()
-        m.params["Whh"][...] = rnn.weight_hh_l0.numpy()
-        m.params["bh"][...] = (rnn.bias_ih_l0 + rnn.bias_hh_l0).numpy()
-        m.params["Why"][...] = out.weight.numpy()
-        m.params["by"][...] = out.bias.numpy()
+def to_charrnn(rnn, out, vocab, encoder=None, backend: str = "auto") -> CharRNN:
+    """A float32 CharRNN of the torch model's cell and depth holding its weights
+    (``torch_peer.charrnn_params``: the two hidden biases of a cell with one summed; with
+    an embedding E, layer 0's input weights ``W_ih @ E.T``: the same function)."""
+    cell, L = torch_peer.cell_of(rnn), rnn.num_layers
+    model = {} if (cell, L) == ("rnn", 1) else {"cell": cell, "num_layers": L}
+    m = CharRNN(vocab, rnn.hidden_size, "float32", backend=backend, **model)
+    for name, w in torch_peer.charrnn_params(rnn, out, m.layout, encoder).items():
+        m.params[name][...] = w
     return m
 
 
@@ -63,7 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", type=float, default=5.0, help="global-norm clip")
     p.add_argument("--loss", choices=("mean", "sum"), default="mean")
     p.add_argument("--embedding", action="store_true",
-                   help="the textbook model: nn.Embedding(V, H) -> nn.RNN(H, H) -> nn.Linear")
+                   help="the textbook model: nn.Embedding(V, H) -> nn.RNN/LSTM/GRU(H, H) "
+                        "-> nn.Linear")
+    p.add_argument("--cell", choices=torch_peer.CELLS, default="rnn")
+    p.add_argument("--num-layers", type=int, default=1)
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="rate between the layers and before the output layer")
+    p.add_argument("--eval-backend", choices=("auto", "cython", "numpy"), default="auto",
+                   help="charrnn's backend for the evaluation")
     p.add_argument("--time-budget", type=float, default=600.0)
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=2)
@@ -83,40 +93,46 @@ def main(argv: list[str] | None = None) -> int:
     ids = torch.from_numpy(np.asarray(train_ids, np.int64))
     xs = ids[:B * L].reshape(B, L).T.contiguous()          # (L, B): nn.RNN's layout
     ys = ids[1:B * L + 1].reshape(B, L).T.contiguous()
+    model = dict(cell=args.cell, num_layers=args.num_layers, dropout=args.dropout)
     if args.embedding:
         torch.manual_seed(args.seed)
         encoder = nn.Embedding(V, H)
-        rnn, out = nn.RNN(H, H, nonlinearity="tanh"), nn.Linear(H, V)
+        rnn, out = torch_peer.recurrent(input_size=H, H=H, **model), nn.Linear(H, V)
     else:
         encoder = None
-        rnn, out = torch_peer.make_model(V, H, "float32", args.seed)
+        rnn, out = torch_peer.make_model(V, H, "float32", args.seed, **model)
     params = (list(rnn.parameters()) + list(out.parameters())
               + (list(encoder.parameters()) if encoder is not None else []))
     opt = torch.optim.Adam(params, lr=args.lr)
 
+    def validation_loss() -> float:
+        nats, n = evaluate(to_charrnn(rnn, out, corpus.vocab, encoder, args.eval_backend),
+                           val_ids)
+        return nats / n
+
     log = open(args.metrics, "w", encoding="utf-8") if args.metrics else None
-    h = torch.zeros(1, B, H)
+    h = torch_peer.zero_state(rnn, B)
     pos = step = 0
     best = (math.inf, 0)
     spent = 0.0                                            # training seconds only
     while spent < args.time_budget:
         t0 = time.perf_counter()
         if pos + T > L:                                     # a new pass: reset the state
-            pos, h = 0, torch.zeros(1, B, H)
+            pos, h = 0, torch_peer.zero_state(rnn, B)
         X, Y = xs[pos:pos + T], ys[pos:pos + T]
         hs, h_last = rnn(encoder(X) if encoder is not None else F.one_hot(X, V).float(), h)
-        loss = F.cross_entropy(out(hs).reshape(T * B, V), Y.reshape(T * B))
+        z = out(torch_peer.top(rnn, hs))
+        loss = F.cross_entropy(z.reshape(T * B, V), Y.reshape(T * B))
         opt.zero_grad()
         (loss if args.loss == "mean" else loss * T).backward()
         nn.utils.clip_grad_norm_(params, args.clip)
         opt.step()
-        h = h_last.detach()
+        h = torch_peer.detach_state(h_last)
         pos += T
         step += 1
         spent += time.perf_counter() - t0
         if step % args.eval_every == 0:
-            nats, n = evaluate(to_charrnn(rnn, out, corpus.vocab, encoder), val_ids)
-            val = nats / n
+            val = validation_loss()
             best = min(best, (val, step))
             rec = {"step": step, "train_loss": loss.item(), "val_loss": val,
                    "elapsed": round(spent, 2), "chars_per_s": step * B * T / spent}
@@ -124,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             if log:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
-    nats, n = evaluate(to_charrnn(rnn, out, corpus.vocab, encoder), val_ids)
-    best = min(best, (nats / n, step))
+    best = min(best, (validation_loss(), step))
     print(f"steps: {step:,} in {spent:.0f} s ({step * B * T / spent:,.0f} chars/s)")
     print(f"best validation loss: {best[0]:.4f} nats/char at step {best[1]:,}")
     return 0
