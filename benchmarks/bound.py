@@ -2,7 +2,8 @@
 everything but its BLAS products were free.
 
 For each configuration the products a step needs are listed with the shapes, transposes
-and beta the compiled kernels use (csrc/_kernels.pyx, in row-major terms); each is timed
+and beta the compiled kernels use (csrc/_kernels.pyx, in row-major terms; for LSTM, GRU
+and stacks of L layers, the products design.md section 2b fixes); each is timed
 through scipy's own BLAS (``scipy.linalg.blas``, the OpenBLAS that ``cython_blas`` and so
 the compiled kernels call) at the thread count in force, and
 

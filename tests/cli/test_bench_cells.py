@@ -263,7 +263,9 @@ def test_sample_products_count_and_flops(cell, L, B):
 def test_bound_calls_compute_the_cells_products(cell, B):
     """Each scipy call of a 2-layer cell's bound computes its row-major product."""
     bound = _import("bound")
-    for p in bound.train_products(B, 6, 3, 5, cell, 2) + bound.sample_products(6, 5, B, cell, 2):
+    products = bound.train_products(B, 6, 3, 5, cell, 2) + bound.sample_products(6, 5, B,
+                                                                                cell, 2)
+    for p in products:
         ops = bound.StepOperands([p], "float64", seed=1)
         A, X, C0 = ops.buf[p.A], ops.buf[p.B], ops.buf[p.C].copy()
         product = (A.T if p.transA else A) @ ((X.T if p.transB else X)
