@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import shlex
 import subprocess
 import sys
@@ -33,12 +32,6 @@ from charrnn.bench import CharrnnSample, CharrnnTrain, measure, paired_ratio, pi
 
 HERE = Path(__file__).resolve().parent
 BASELINES = ("classic", "torch")
-
-
-def takes_cells(workload: type) -> bool:
-    """Whether a charrnn workload of ``charrnn.bench`` takes ``cell=`` (and the stack's
-    other sizes): until it does, the suite times charrnn on the vanilla RNN only."""
-    return "cell" in inspect.signature(workload).parameters
 
 
 def source_state() -> dict[str, Any]:
@@ -104,16 +97,11 @@ class Suite:
             print(f"[{time.perf_counter() - self.t0:7.1f}s] {msg}", file=sys.stderr,
                   flush=True)
 
-    def _skips(self, B: int, model: dict, workload: type) -> dict[str, str]:
+    def _skips(self, B: int, model: dict) -> dict[str, str]:
         skipped = {}
         vanilla = (model["cell"], model["num_layers"]) == ("rnn", 1)
         if "compiled" in self.a.impls and not self.compiled:
             skipped["compiled"] = "the compiled extension charrnn._kernels is not built"
-        if not vanilla and not takes_cells(workload):
-            for impl in ("compiled", "numpy"):
-                if impl in self.a.impls:
-                    skipped.setdefault(impl, f"charrnn.bench.{workload.__name__} has no "
-                                             "cell= yet")
         if "classic" in self.a.impls and not vanilla:
             skipped["classic"] = "the classic min-char-rnn is the 1-layer vanilla RNN"
         elif "classic" in self.a.impls and B != 1:
@@ -123,20 +111,18 @@ class Suite:
         return skipped
 
     @staticmethod
-    def _charrnn(impl: str, skipped: dict, new_model: bool, make):
-        """``make(backend)``, a charrnn workload of ``impl``; for a model other than the
-        vanilla RNN also its first call, and None with the reason in ``skipped`` when
-        the backend refuses the model (ValueError: its kernels do not implement it yet)."""
+    def _charrnn(impl: str, skipped: dict, model: dict, make):
+        """``make(backend)``, a charrnn workload of ``impl``, or None with the reason in
+        ``skipped`` when the compiled kernels do not implement its ``model`` (other than
+        the vanilla RNN) yet: the "cython" backend refuses it with a ValueError rather
+        than falling back."""
         try:
-            w = make("cython" if impl == "compiled" else "numpy")
-            if new_model:
-                w.run(1)
+            return make("cython" if impl == "compiled" else "numpy")
         except ValueError as e:
-            if not new_model:
+            if impl != "compiled" or (model["cell"], model["num_layers"]) == ("rnn", 1):
                 raise
             skipped[impl] = str(e)
             return None
-        return w
 
     def _case(self, task: str, workloads: list, meta: dict, skipped: dict,
               meter: bound.BoundMeter, products: list, chars_per_step: int,
@@ -171,16 +157,14 @@ class Suite:
         a, V = self.a, self.a.vocab_size
         model = {"cell": cell, "num_layers": num_layers,
                  "dropout": a.dropout if (cell, num_layers) != ("rnn", 1) else 0.0}
-        # the vanilla RNN's keywords are the ones CharrnnTrain always took
-        cells = {} if (cell, num_layers) == ("rnn", 1) else model
-        skipped = self._skips(B, model, CharrnnTrain)
+        skipped = self._skips(B, model)
         ws = []
         for impl in a.impls:
             if impl in skipped:
                 continue
             if impl in ("compiled", "numpy"):
-                w = self._charrnn(impl, skipped, bool(cells), lambda backend: CharrnnTrain(
-                    backend, B, H, T, V, dtype, optimizer=a.optimizer, **cells))
+                w = self._charrnn(impl, skipped, model, lambda backend: CharrnnTrain(
+                    backend, B, H, T, V, dtype, optimizer=a.optimizer, **model))
                 if w is None:
                     continue
             elif impl == "classic":
@@ -201,15 +185,14 @@ class Suite:
                     ) -> dict[str, Any]:
         a, V, n = self.a, self.a.vocab_size, self.a.sample_chars
         model = {"cell": cell, "num_layers": num_layers}
-        cells = {} if (cell, num_layers) == ("rnn", 1) else model
-        skipped = self._skips(1, model, CharrnnSample)
+        skipped = self._skips(1, model)
         ws = []
         for impl in a.impls:
             if impl in skipped:
                 continue
             if impl in ("compiled", "numpy"):
-                w = self._charrnn(impl, skipped, bool(cells), lambda backend: CharrnnSample(
-                    backend, H, V, dtype, n_chars=n, **cells))
+                w = self._charrnn(impl, skipped, model, lambda backend: CharrnnSample(
+                    backend, H, V, dtype, n_chars=n, **model))
                 if w is None:
                     continue
             elif impl == "classic":

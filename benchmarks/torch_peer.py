@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from charrnn.config import DEFAULT_LR
+from charrnn.torch_io import to_torch
 
 try:
     import torch
@@ -83,48 +84,30 @@ def recurrent(cell: str, input_size: int, H: int, num_layers: int = 1,
     return rnn
 
 
-def cell_of(rnn) -> str:
-    """The cell of an nn.RNN ("rnn"), nn.LSTM or nn.GRU."""
-    return {"RNN_TANH": "rnn", "LSTM": "lstm", "GRU": "gru"}[rnn.mode]
-
-
 def top(rnn, hs):
     """The top layer's states ``hs`` as the output layer reads them: in training, dropped
     out at rate ``rnn.dropout`` (where charrnn's last mask is)."""
     return F.dropout(hs, rnn.dropout) if rnn.dropout and rnn.training else hs
 
 
-def load_params(rnn, out, layout, params) -> None:
-    """Copy charrnn's parameters in, by the PyTorch names of their ``layout``
-    (``charrnn.layout.Layout``; ``params`` maps its names to arrays, as ``CharRNN.params``
-    does). A single bias of charrnn's is ``bias_ih``, and ``bias_hh`` is set to zero."""
+def load_params(rnn, out, layout, theta) -> None:
+    """Copy the parameters ``theta`` of charrnn's ``layout`` in, by their PyTorch names
+    (``charrnn.torch_io.to_torch``: a single bias of charrnn's is ``bias_ih``, and
+    ``bias_hh`` zero)."""
     modules = {"rnn": rnn, "decoder": out}
     with torch.no_grad():
-        for name, t in rnn.named_parameters():
-            if name.startswith("bias_hh"):
-                t.zero_()
-        for p in layout.params:
-            module, attr = p.torch_name.split(".")
-            getattr(modules[module], attr).copy_(torch.from_numpy(np.asarray(params[p.name])))
+        for key, value in to_torch(layout, theta).items():
+            module, attr = key.split(".")
+            getattr(modules[module], attr).copy_(torch.from_numpy(value))
 
 
-def charrnn_params(rnn, out, layout, encoder=None) -> dict[str, np.ndarray]:
-    """The inverse of :func:`load_params`: the torch model's parameters by the names of
-    charrnn's ``layout``, in float64. A single bias of charrnn's is the sum of ``bias_ih``
-    and ``bias_hh`` (the same function); with an embedding E before the rnn, layer 0's
-    input weights are ``weight_ih_l0 @ E.T`` (G*H, V): the same function of a character."""
-    modules, single = {"rnn": rnn, "decoder": out}, cell_of(rnn) != "gru"
-    params = {}
-    with torch.no_grad():
-        for p in layout.params:
-            module, attr = p.torch_name.split(".")
-            w = getattr(modules[module], attr).double()
-            if single and attr.startswith("bias_ih"):
-                w = w + getattr(rnn, attr.replace("_ih", "_hh")).double()
-            if attr == "weight_ih_l0" and encoder is not None:
-                w = w @ encoder.weight.double().T
-            params[p.name] = w.numpy()
-    return params
+def state_dict(rnn, out, encoder=None) -> dict:
+    """The model's weights keyed as PyTorch's ``word_language_model`` ``RNNModel`` keys
+    them (``encoder.``, ``rnn.``, ``decoder.``): what ``CharRNN.from_torch_state``
+    reads."""
+    parts = {"encoder": encoder, "rnn": rnn, "decoder": out}
+    return {f"{name}.{k}": v for name, m in parts.items() if m is not None
+            for k, v in m.state_dict().items()}
 
 
 def zero_state(rnn, B: int):

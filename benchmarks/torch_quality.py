@@ -46,14 +46,10 @@ from charrnn.sampling import evaluate  # noqa: E402
 
 def to_charrnn(rnn, out, vocab, encoder=None, backend: str = "auto") -> CharRNN:
     """A float32 CharRNN of the torch model's cell and depth holding its weights
-    (``torch_peer.charrnn_params``: the two hidden biases of a cell with one summed; with
+    (``CharRNN.from_torch_state``: the two hidden biases of a cell with one summed; with
     an embedding E, layer 0's input weights ``W_ih @ E.T``: the same function)."""
-    cell, L = torch_peer.cell_of(rnn), rnn.num_layers
-    model = {} if (cell, L) == ("rnn", 1) else {"cell": cell, "num_layers": L}
-    m = CharRNN(vocab, rnn.hidden_size, "float32", backend=backend, **model)
-    for name, w in torch_peer.charrnn_params(rnn, out, m.layout, encoder).items():
-        m.params[name][...] = w
-    return m
+    return CharRNN.from_torch_state(torch_peer.state_dict(rnn, out, encoder), vocab,
+                                    "float32", backend=backend)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-layers", type=int, default=1)
     p.add_argument("--dropout", type=float, default=0.0,
                    help="rate between the layers and before the output layer")
-    p.add_argument("--eval-backend", choices=("auto", "cython", "numpy"), default="auto",
-                   help="charrnn's backend for the evaluation")
     p.add_argument("--time-budget", type=float, default=600.0)
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=2)
@@ -106,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.Adam(params, lr=args.lr)
 
     def validation_loss() -> float:
-        nats, n = evaluate(to_charrnn(rnn, out, corpus.vocab, encoder, args.eval_backend),
-                           val_ids)
+        nats, n = evaluate(to_charrnn(rnn, out, corpus.vocab, encoder), val_ids)
         return nats / n
 
     log = open(args.metrics, "w", encoding="utf-8") if args.metrics else None

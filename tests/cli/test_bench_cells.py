@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+import charrnn
 from charrnn.kernels import reference
 from charrnn.layout import Layout
 from charrnn.workspace import Workspace
@@ -115,7 +116,7 @@ def test_torch_peer_loss_is_the_plain_loop(cell, L):
 def test_torch_peer_computes_charrnns_loss_and_gradients(cell):
     """A 2-layer model's weights loaded into the peer by the layout's PyTorch names: the
     same loss, final state and gradients as charrnn's NumPy reference kernels; and
-    ``charrnn_params`` gives the weights back."""
+    ``CharRNN.from_torch_state`` of the peer's ``state_dict`` gives the weights back."""
     torch_peer = _peer()
     torch = torch_peer.torch
     B, T, H, V, L = 3, 5, 6, 7, 2
@@ -129,7 +130,7 @@ def test_torch_peer_computes_charrnns_loss_and_gradients(cell):
                                    Workspace.for_layout(layout, B, T))
 
     rnn, out = torch_peer.make_model(V, H, "float64", cell=cell, num_layers=L)
-    torch_peer.load_params(rnn, out, layout, layout.views(theta))
+    torch_peer.load_params(rnn, out, layout, theta)
     parts = layout.state_views(h0)                              # per layer (h,) or (h, c)
     state = torch.from_numpy(np.stack([p[0] for p in parts]))
     if cell == "lstm":
@@ -149,33 +150,36 @@ def test_torch_peer_computes_charrnns_loss_and_gradients(cell):
         module, attr = p.torch_name.split(".")
         np.testing.assert_allclose(getattr(modules[module], attr).grad.numpy(), G[p.name],
                                    rtol=1e-9, atol=1e-13, err_msg=p.name)
-    back = torch_peer.charrnn_params(rnn, out, layout)
+    back = charrnn.CharRNN.from_torch_state(torch_peer.state_dict(rnn, out),
+                                            "ABCDEFG", "float64", backend="numpy")
+    assert back.layout == layout
     for name, w in layout.views(theta).items():
-        np.testing.assert_array_equal(back[name], w, err_msg=name)
+        np.testing.assert_array_equal(back.params[name], w, err_msg=name)
 
 
-def test_embedding_folds_into_the_input_weights():
-    """The textbook model's nn.Embedding E before the cell is charrnn's layer 0 with input
-    weights W_ih @ E.T (``charrnn_params``): the same loss."""
+def test_textbook_model_is_scored_as_it_computes():
+    """torch_quality's textbook model (nn.Embedding -> nn.LSTM -> nn.Linear) becomes the
+    CharRNN it is scored as (the embedding folded into layer 0): the same loss."""
     torch_peer = _peer()
     torch, nn = torch_peer.torch, torch_peer.nn
+    torch_quality = _import("torch_quality")
     B, T, H, V = 2, 4, 5, 6
     torch.manual_seed(0)
-    encoder = nn.Embedding(V, H).double()
-    rnn = torch_peer.recurrent("lstm", H, H, 2).double()
-    out = nn.Linear(H, V).double()
-    X, Y = (torch.from_numpy(x.T.copy()) for x in _chunk(B, T, V, seed=5))
-    state = torch_peer.zero_state(rnn, B)
+    encoder = nn.Embedding(V, H)
+    rnn = torch_peer.recurrent("lstm", H, H, 2, dropout=0.3)
+    out = nn.Linear(H, V)
+    for m in (encoder, rnn, out):
+        m.double().eval()
+    X, Y = _chunk(B, T, V, seed=5)
     with torch.no_grad():
-        hs, _ = rnn(encoder(X), state)
-        want = torch.nn.functional.cross_entropy(out(hs).reshape(T * B, V),
-                                                 Y.reshape(-1), reduction="sum") / B
-        layout = Layout(H, V, "float64", "lstm", 2)
-        rnn2, out2 = torch_peer.make_model(V, H, "float64", cell="lstm", num_layers=2)
-        torch_peer.load_params(rnn2, out2, layout,
-                               torch_peer.charrnn_params(rnn, out, layout, encoder))
-        got, _ = torch_peer.chunk_loss(rnn2, out2, X, Y, torch_peer.zero_state(rnn2, B))
-    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+        hs, _ = rnn(encoder(torch.from_numpy(X.T.copy())), torch_peer.zero_state(rnn, B))
+        want = torch.nn.functional.cross_entropy(
+            out(hs).reshape(T * B, V), torch.from_numpy(Y.T.copy()).reshape(-1),
+            reduction="sum") / B
+    model = torch_quality.to_charrnn(rnn, out, "abcdef", encoder, backend="numpy")
+    assert (model.layout.cell, model.layout.num_layers) == ("lstm", 2)
+    got, _ = model.loss(X, Y)
+    assert got == pytest.approx(want.item(), rel=1e-5)        # (a float32 CharRNN)
 
 
 @pytest.mark.parametrize("L", [1, 2])

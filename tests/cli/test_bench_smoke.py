@@ -171,7 +171,7 @@ def test_torch_peer_computes_charrnns_loss():
     h0 = rng.standard_normal((B, H)) * 0.1
     ref, grads, hlast = model.loss_and_grads(X, Y, h0)
     rnn, out = torch_peer.make_model(V, H, "float64")
-    torch_peer.load_params(rnn, out, model.layout, model.params)
+    torch_peer.load_params(rnn, out, model.layout, model.theta)
     loss, h = torch_peer.chunk_loss(rnn, out, torch.from_numpy(X.T.copy()),
                                     torch.from_numpy(Y.T.copy()),
                                     torch.from_numpy(h0)[None])
