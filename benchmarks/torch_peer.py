@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from charrnn.config import DEFAULT_LR
+from charrnn.config import CELLS, DEFAULT_LR
 from charrnn.torch_io import to_torch
 
 try:
@@ -49,9 +49,6 @@ def version() -> str | None:
 
 def _dtype(dtype: str):
     return {"float32": torch.float32, "float64": torch.float64}[np.dtype(dtype).name]
-
-
-CELLS = ("rnn", "lstm", "gru")
 
 
 def make_model(V: int, H: int, dtype: str = "float64", seed: int = 0, cell: str = "rnn",
