@@ -50,7 +50,8 @@ def find_case(res: dict, task: str, dtype: str, threads: int, B: int | None = No
 
 # ----------------------------------------------------------------------------- targets
 
-# (task, (B, H, T) or H, dtype, threads, kind, impl, baseline, threshold, case, target)
+# (task, (B, H, T[, cell, num_layers]) or H, dtype, threads, kind, impl, baseline, threshold,
+#  case, target); a training size without a cell is the 1-layer vanilla RNN
 TARGETS = [
     ("train", (1, 100, 25), "float64", 1, "ratio", "compiled", "classic", 8.0,
      "training (1,100,25) float64, 1 thread", "compiled ≥ 8× classic"),
@@ -66,6 +67,18 @@ TARGETS = [
      "training (64,512,100) float32, 1 thread", "compiled ≥ 85% of the BLAS-shape bound"),
     ("train", (1, 512, 100), "float32", 1, "ratio", "compiled", "torch", 5.0,
      "training (1,512,100) float32, 1 thread", "compiled ≥ 5× PyTorch"),
+    ("train", (64, 512, 100, "lstm"), "float32", 1, "ratio", "compiled", "torch", 1.3,
+     "training (64,512,100) LSTM float32, 1 thread", "compiled ≥ 1.3× PyTorch"),
+    ("train", (64, 512, 100, "lstm"), "float32", 1, "bound", "compiled", None, 0.85,
+     "training (64,512,100) LSTM float32, 1 thread",
+     "compiled ≥ 85% of the BLAS-shape bound"),
+    ("train", (64, 512, 100, "gru"), "float32", 1, "ratio", "compiled", "torch", 1.3,
+     "training (64,512,100) GRU float32, 1 thread", "compiled ≥ 1.3× PyTorch"),
+    ("train", (64, 512, 100, "gru"), "float32", 1, "bound", "compiled", None, 0.85,
+     "training (64,512,100) GRU float32, 1 thread",
+     "compiled ≥ 85% of the BLAS-shape bound"),
+    ("train", (1, 256, 100, "lstm"), "float32", 1, "ratio", "compiled", "torch", 3.0,
+     "training (1,256,100) LSTM float32, 1 thread", "compiled ≥ 3× PyTorch"),
     ("sample", 100, "float32", 1, "bound", "compiled", None, 0.85,
      "sampling H=100 float32, 1 thread", "compiled ≥ 85% of its bound"),
     ("sample", 512, "float32", 1, "bound", "compiled", None, 0.80,
