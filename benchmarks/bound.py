@@ -38,6 +38,8 @@ from scipy.linalg import blas as fblas
 
 from charrnn.bench import Timing
 from charrnn.aligned import aligned_zeros
+from charrnn.config import check_cell
+from charrnn.layout import GATES
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,6 @@ class Product:
                 self.B: (N, K) if self.transB else (K, N), self.C: (M, N)}
 
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}    # G: gate blocks of H rows (design.md 2b)
 
 
 def _names(cell: str, L: int, l: int) -> dict[str, str]:
@@ -104,9 +105,7 @@ def _names(cell: str, L: int, l: int) -> dict[str, str]:
 
 
 def _gates(cell: str) -> int:
-    if cell not in GATES:
-        raise ValueError(f"cell must be one of {', '.join(GATES)}, not {cell!r}")
-    return GATES[cell]
+    return GATES[check_cell(cell)]
 
 
 def train_products(B: int, H: int, T: int, V: int, cell: str = "rnn",
