@@ -1191,6 +1191,18 @@ cdef enum:                              # the arrays of _stack_call, in this ord
 _WS = ("hs", "zs", "dhs", "dhnext", "cs", "dcnext", "acts", "ahs", "ins")
 
 
+cdef inline char _kind_unaligned(Py_buffer* v) noexcept:
+    """_kind, also of an unaligned array (numpy's format "=d": native order and size)."""
+    cdef const char* f = v.format
+    cdef char k
+    if f != NULL and (f[0] == c'=' or f[0] == c'@'):
+        v.format += 1
+        k = _kind(v)
+        v.format = <char*>f
+        return k
+    return _kind(v)
+
+
 cdef void _stack_run(int mode, const Dims* d, floating* w, floating* g, const int32_t* X,
                      const int32_t* Y, floating* h0, floating* hlast, int B, int T,
                      const Bufs* bf, floating* s1, floating* s2, const Rule* r,
@@ -1250,7 +1262,7 @@ cdef object _stack_call(int mode, const Dims* d, w, g, X, Y, h0, hlast, ws, mask
                     mode != _STEP and (i == _W or i == _H0)))):
                 return _stack_refuse(strict)
             held[i] = True
-            k = _kind(&v[i])
+            k = _kind_unaligned(&v[i])
             if k != (c'i' if i == _X or i == _Y else f):
                 return _stack_refuse(strict)
         # shapes and sizes (checks._ids_state_ws's bounds: every BLAS size below 2**31)
