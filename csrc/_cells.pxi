@@ -125,8 +125,10 @@ cdef inline void _recur(bint back, int B, int GH, int H, const floating* Wh,
         # y = Wh @ x + beta*y  /  Wh.T @ x + beta*y     gemv: the one-stream case
         gemv(back, GH, H, <floating>1, Wh, H, x, beta, y)
     elif back:
+        # y = x @ Wh + beta*y                           (B, H) = (B, GH) @ (GH, H)
         gemm(False, False, B, H, GH, <floating>1, x, GH, Wh, H, beta, y, H)
     else:
+        # y = x @ Wh.T + beta*y                         (B, GH) = (B, H) @ (H, GH)
         gemm(False, True, B, GH, H, <floating>1, x, H, Wh, H, beta, y, GH)
 
 
@@ -135,7 +137,8 @@ cdef inline void _recur(bint back, int B, int GH, int H, const floating* Wh,
 cdef void _load_state(const Dims* d, const floating* h0, int B, int T,
                       const Bufs* bf) noexcept nogil:
     """Every layer's h_0 (and c_0) from the (B, L*S*H) state h0 (Layout.state_views)."""
-    cdef Py_ssize_t H = d.H, SH = d.S * d.H, LSH = d.L * d.S * d.H, b
+    cdef Py_ssize_t H = d.H, SH = <Py_ssize_t>d.S * d.H, b
+    cdef Py_ssize_t LSH = <Py_ssize_t>d.L * d.S * d.H            # the state's columns
     cdef int l
     for l in range(d.L):
         for b in range(B):
@@ -149,7 +152,8 @@ cdef void _load_state(const Dims* d, const floating* h0, int B, int T,
 cdef void _store_state(const Dims* d, floating* hlast, int B, int T, int t,
                        const Bufs* bf) noexcept nogil:
     """hlast = every layer's h_t (and c_t)."""
-    cdef Py_ssize_t H = d.H, SH = d.S * d.H, LSH = d.L * d.S * d.H, b
+    cdef Py_ssize_t H = d.H, SH = <Py_ssize_t>d.S * d.H, b
+    cdef Py_ssize_t LSH = <Py_ssize_t>d.L * d.S * d.H            # the state's columns
     cdef Py_ssize_t at = <Py_ssize_t>t * B * H
     cdef int l
     for l in range(d.L):

@@ -618,9 +618,10 @@ cdef void _run_stack_sample(const Dims* d, const floating[::1] w, floating[:, ::
                             double temperature, int k, int32_t[:, ::1] o) except *:
     """_run_sample of any layout but the classic: the stack's forward for T = 1 on
     scratch of its own (the Workspace buffers a (B, 1) chunk uses)."""
-    cdef Py_ssize_t B = h.shape[0], H = d.H, V = d.V, n = U.shape[0], GH = d.G * d.H
-    cdef Py_ssize_t nh = d.L * 2 * B * H                        # hs, and cs (lstm)
-    cdef Py_ssize_t na = d.L * B * GH                           # acts, and ahs (gru)
+    cdef Py_ssize_t B = h.shape[0], H = d.H, V = d.V, n = U.shape[0]
+    cdef Py_ssize_t GH = <Py_ssize_t>d.G * d.H
+    cdef Py_ssize_t nh = <Py_ssize_t>d.L * 2 * B * H            # hs, and cs (lstm)
+    cdef Py_ssize_t na = <Py_ssize_t>d.L * B * GH               # acts, and ahs (gru)
     cdef Py_ssize_t nf = nh * (2 if d.cell == _LSTM else 1) + na * (2 if d.cell == _GRU else 1)
     cdef Bufs bf
     # one block of scratch: hs, cs, acts, ahs, then z (B, V), e (2V) of floating, top (V)
@@ -1145,13 +1146,12 @@ def train_step(layout, w not None, g not None, X not None, Y not None, h not Non
     cdef Dims d
     cdef Rule rr
     r = None
-    if masks is None:
+    if masks is None:                               # the classic model (else None)
         r = _fast_step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm)
-    elif _layout_dims(layout, &d) and _rule_ok(rule, state, hyper, lr, clip, max_norm, &rr):
+    if (r is None and _layout_dims(layout, &d) and (masks is not None or not d.classic)
+            and _rule_ok(rule, state, hyper, lr, clip, max_norm, &rr)):
+        # any other model, or with dropout
         r = _stack_call(_STEP, &d, w, g, X, Y, h, None, ws, masks, state, True, &rr)
-    if r is None and masks is None and _layout_dims(layout, &d) and not d.classic and (
-            _rule_ok(rule, state, hyper, lr, clip, max_norm, &rr)):
-        r = _stack_call(_STEP, &d, w, g, X, Y, h, None, ws, None, state, True, &rr)
     if r is not None:
         return r
     return _composed_step(_this, layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip,
