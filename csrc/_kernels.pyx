@@ -1045,7 +1045,7 @@ cdef bint _rule_ok(rule, state, hyper, double lr, double clip, double max_norm,
                 return False
             # past 2**62 steps the bias corrections are 1 already (beta < 1)
             r.step = <long>min(hyper[3], 2**62)
-    except (TypeError, ValueError):                 # not numbers: the checks word it
+    except (TypeError, ValueError, OverflowError):  # not numbers: the checks word it
         return False
     if not (_hypers_ok(lr, r.a, r.b, r.eps, clip, 1.0) and max_norm > 0):
         return False
