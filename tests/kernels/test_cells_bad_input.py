@@ -232,3 +232,22 @@ def test_the_twins_take_masks_by_keyword(backend):
     s = step_args("rnn", 1, masks=False)
     s.pop("masks")
     assert np.isfinite(K.train_step(**s, masks=None)[0])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_chunk_too_large_for_32_bit_blas(kernels, cell):
+    """B*T and every array fit in 2**31, but the (T*B, G*H) gate block would not (the
+    (T*B, V) logits would): refused before anything is read or written."""
+    layout = Layout(2**9, 2, "float32", cell, 2)               # G*H = 2**11 or 3 * 2**9
+    T = 2**31 // (layout.gates * 2**9) + 1
+    X = np.zeros((1, T), np.int32)
+    h = np.zeros((1, layout.state_size), np.float32)
+    ws = Workspace.for_layout(layout, 1, 1)
+    theta = layout.zeros()
+    with pytest.raises(ValueError, match="too large for 32-bit BLAS"):
+        kernels.loss(layout, theta, X, X, h, h, ws)
+    with pytest.raises(ValueError, match="too large for 32-bit BLAS"):
+        kernels.loss_and_grads(layout, theta, layout.zeros(), X, X, h, h, ws)
+    with pytest.raises(ValueError, match="too large for 32-bit BLAS"):
+        kernels.train_step(layout, theta, layout.zeros(), X, X, h, ws, "sgd", (), 0.1, (),
+                           5.0, np.inf)
