@@ -212,9 +212,13 @@ cdef void _layer_forward(const Dims* d, const floating* w, int l, const int32_t*
     cdef const floating* Wh = _param(d, w, l, 1)
     cdef const floating* bx = _param(d, w, l, 2)
     cdef floating* hs = _hs(d, l, B, T, <floating*>bf.hs)      # (T+1, B, H)
-    cdef floating* cs = _hs(d, l, B, T, <floating*>bf.cs)      # (T+1, B, H), lstm
     cdef floating* A = _acts(bf, d, l, B, T, <floating*>bf.hs)     # (T, B, GH)
-    cdef floating* AH = <floating*>bf.ahs + <Py_ssize_t>l * N * GH  # (T, B, GH), gru
+    cdef floating* cs = NULL                                        # (T+1, B, H), lstm
+    cdef floating* AH = NULL                                        # (T, B, GH), gru
+    if d.cell == _LSTM:
+        cs = _hs(d, l, B, T, <floating*>bf.cs)
+    elif d.cell == _GRU:
+        AH = <floating*>bf.ahs + <Py_ssize_t>l * N * GH
     cdef floating* a
     cdef floating* hprev
     cdef Py_ssize_t BH = <Py_ssize_t>B * H, BGH = <Py_ssize_t>B * GH
@@ -269,9 +273,13 @@ cdef void _layer_backward(const Dims* d, const floating* w, floating* g, int l,
     cdef int H = d.H, GH = d.G * d.H, N = T * B, t
     cdef const floating* Wh = _param(d, w, l, 1)
     cdef floating* hs = _hs(d, l, B, T, <floating*>bf.hs)      # (T+1, B, H)
-    cdef floating* cs = _hs(d, l, B, T, <floating*>bf.cs)      # (T+1, B, H), lstm
     cdef floating* A = _acts(bf, d, l, B, T, <floating*>bf.hs)     # (T, B, GH)
-    cdef floating* AH = <floating*>bf.ahs + <Py_ssize_t>l * N * GH  # (T, B, GH), gru
+    cdef floating* cs = NULL                                        # (T+1, B, H), lstm
+    cdef floating* AH = NULL                                        # (T, B, GH), gru
+    if d.cell == _LSTM:
+        cs = _hs(d, l, B, T, <floating*>bf.cs)
+    elif d.cell == _GRU:
+        AH = <floating*>bf.ahs + <Py_ssize_t>l * N * GH
     cdef floating* dhs = <floating*>bf.dhs + <Py_ssize_t>l * N * H  # (T, B, H)
     cdef floating* dhnext = <floating*>bf.dhnext                    # (B, H)
     cdef floating* dcnext = <floating*>bf.dcnext                    # (B, H), lstm
