@@ -1,10 +1,12 @@
 """Property tests: arbitrary arrays, shapes, dtypes, views and scalars never break charrnn.
 
 Every kernel, ``CharRNN.loss_and_grads`` / ``loss`` and ``Vocab.encode`` / ``decode`` get
-inputs built from a drawn recipe: valid arguments of random (zero included) sizes, then a
-few arguments replaced by something else (None, a list, another dtype or shape, NaN and
-out-of-range values, transposed / strided / reversed / zero-stride / unaligned /
-read-only views, an output laid over another argument, a bad scalar). Each call must
+inputs built from a drawn recipe: valid arguments of random (zero included) sizes for a
+model of a random cell (rnn, lstm, gru) and depth (1 to 3), with or without dropout
+masks (for the kernels that take them), then a few arguments replaced by something else
+(None, a list, another dtype or shape, NaN and out-of-range values, transposed /
+strided / reversed / zero-stride / unaligned / read-only views, an output laid over
+another argument, a bad scalar, a layout of another cell or depth). Each call must
 return a valid result or raise ``ValueError`` / ``TypeError``, never anything else and
 never crash the process, and both backends must give the same kind of outcome.
 
