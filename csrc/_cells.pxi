@@ -169,12 +169,23 @@ cdef void _store_state(const Dims* d, floating* hlast, int B, int T, int t,
 # ----------------------------------------------------------------------------- a layer
 
 cdef void _gather(const floating* Wx, const floating* bx, const int32_t* X, int B, int T,
-                  Py_ssize_t GH, Py_ssize_t V, floating* A) noexcept nogil:
-    """A[t, b] = Wx[:, X[b, t]] + bx  (T, B, GH): a column gather, no one-hot. In blocks of
-    64 rows of Wx, which stay in cache while every step reads its column of them."""
-    cdef Py_ssize_t j0, j1, j, t, b
+                  Py_ssize_t GH, Py_ssize_t V, floating* A, floating* WbT) noexcept nogil:
+    """A[t, b] = Wx[:, X[b, t]] + bx  (T, B, GH): a column gather, no one-hot. With
+    scratch WbT for (V, GH) values (else NULL), Wx.T + bx made once and its rows copied;
+    else in blocks of 64 rows of Wx, which stay in cache while every step reads its
+    column of them. The same sums either way."""
+    cdef Py_ssize_t j0, j1, j, t, b, x
     cdef floating* row
     cdef const floating* col
+    if WbT != NULL:
+        for j in range(GH):
+            for x in range(V):
+                WbT[x * GH + j] = Wx[j * V + x] + bx[j]     # WbT = Wx.T + bx   (V, GH)
+        for t in range(T):
+            for b in range(B):
+                # A[t, b] = WbT[X[b, t]]
+                memcpy(A + (t * B + b) * GH, WbT + X[b * T + t] * GH, GH * sizeof(floating))
+        return
     for j0 in range(0, GH, 64):
         j1 = j0 + 64 if j0 + 64 < GH else GH
         for t in range(T):
@@ -186,12 +197,26 @@ cdef void _gather(const floating* Wx, const floating* bx, const int32_t* X, int 
 
 
 cdef void _scatter(const floating* dA, const int32_t* X, int B, int T, Py_ssize_t GH,
-                   Py_ssize_t V, floating* dWx) noexcept nogil:
+                   Py_ssize_t V, floating* dWx, floating* dWxT) noexcept nogil:
     """dWx = 0; dWx[:, X[b, t]] += dA[t, b]: the gather's twin, rows in the order t*B + b
-    (the reference's), in the same blocks."""
-    cdef Py_ssize_t j0, j1, j, t, b
+    (the reference's). With scratch dWxT for (V, GH) values (else NULL), into the rows of
+    the transpose, contiguous, then transposed; else in the gather's blocks. Either way
+    each entry sums its rows in the same order."""
+    cdef Py_ssize_t j0, j1, j, t, b, x
     cdef const floating* row
     cdef floating* col
+    if dWxT != NULL:
+        memset(dWxT, 0, GH * V * sizeof(floating))
+        for t in range(T):
+            for b in range(B):
+                row = dA + (t * B + b) * GH
+                col = dWxT + X[b * T + t] * GH
+                for j in range(GH):
+                    col[j] += row[j]                    # dWx.T[X[b, t]] += dA[t, b]
+        for j in range(GH):
+            for x in range(V):
+                dWx[j * V + x] = dWxT[x * GH + j]       # dWx = dWx.T.T
+        return
     memset(dWx, 0, GH * V * sizeof(floating))
     for j0 in range(0, GH, 64):
         j1 = j0 + 64 if j0 + 64 < GH else GH
@@ -224,8 +249,9 @@ cdef void _layer_forward(const Dims* d, const floating* w, int l, const int32_t*
     cdef Py_ssize_t BH = <Py_ssize_t>B * H, BGH = <Py_ssize_t>B * GH
     # the input side of every step at once: Wx·in_t + bx                       (T, B, GH)
     if l == 0:
-        # A = Wx0[:, X.T].T + bx0                       a column gather
-        _gather(Wx, bx, X, B, T, GH, d.V, A)
+        # A = Wx0[:, X.T].T + bx0                       a column gather (the logits'
+        # buffer zs is free until the output layer: scratch for Wx0.T when it fits)
+        _gather(Wx, bx, X, B, T, GH, d.V, A, <floating*>bf.zs if N >= GH else NULL)
     else:
         if bf.masks != NULL:
             # ins[l-1] = h^{l-1}[1:] * masks[l-1]       dropout on the layer's input
@@ -333,8 +359,10 @@ cdef void _layer_backward(const Dims* d, const floating* w, floating* g, int l,
     if d.cell == _GRU:
         _colsum(dAh, N, GH, g + (_param(d, w, l, 3) - w))         # dbh = dAh.sum(axis=0)
     if l == 0:
-        # dWx0[:, X[b, t]] += dax_t[b]                  a scatter, the gather's twin
-        _scatter(dAx, X, B, T, GH, d.V, g + (_param(d, w, l, 0) - w))
+        # dWx0[:, X[b, t]] += dax_t[b]                  a scatter, the gather's twin; the
+        # logits' buffer zs (T*B, V) is free by now, scratch for dWx0.T when it fits
+        _scatter(dAx, X, B, T, GH, d.V, g + (_param(d, w, l, 0) - w),
+                 <floating*>bf.zs if N >= GH else NULL)
         return
     # dWx = dAx.T @ in                                  (GH, H) = (GH, T*B) @ (T*B, H)
     gemm(True, False, GH, H, N, <floating>1, dAx, GH,
