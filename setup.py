@@ -51,7 +51,7 @@ def extensions():
         "charrnn._kernels",
         sources=["csrc/_kernels.pyx"],
         include_dirs=["csrc"],
-        depends=["csrc/_vmath.h", "csrc/_blas.pxd"],
+        depends=["csrc/_vmath.h", "csrc/_blas.pxd", "csrc/_cells.pxi"],
         extra_compile_args=cflags,
         extra_link_args=ldflags,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

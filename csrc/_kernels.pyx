@@ -65,37 +65,80 @@ cdef inline bint _sizes_ok(Py_ssize_t B, Py_ssize_t T, Py_ssize_t H, Py_ssize_t 
             and T * B * (H if H > V else V) <= _MAX and H * (H if H > V else V) <= _MAX)
 
 
+cdef enum:                              # the cells, Dims.cell
+    _RNN = 0
+    _LSTM = 1
+    _GRU = 2
+
+_CELL_CODES = {"rnn": _RNN, "lstm": _LSTM, "gru": _GRU}
+
+
 cdef struct Dims:
     # what a kernel reads of a charrnn.layout.Layout
     int H, V, itemsize
     Py_ssize_t n                        # the length of the flat vector
-    Py_ssize_t o[5]                     # the offsets of Wxh, Whh, Why, bh, by
+    Py_ssize_t o[5]                     # the classic model's: offsets of Wxh, Whh, Why, bh, by
+    # any model (design.md section 2b; _cells.pxi)
+    bint classic                        # the 1-layer rnn: o[] is set
+    int cell, L, G, S                   # _RNN/_LSTM/_GRU, layers, gates, state parts
+    Py_ssize_t lo[4]                    # layer 0's Wx, Wh, bx, bh (bh: the GRU's, else -1)
+    Py_ssize_t l1, stride               # layer l >= 1 starts at l1 + (l-1)*stride,
+    Py_ssize_t rel[4]                   # and its Wx, Wh, bx, bh at these offsets from there
+    Py_ssize_t why, by                  # the output layer's
 
 
-cdef bint _dims(object layout, Dims* d) noexcept:
-    """Fill ``d`` from ``layout``; False (for the checks to word) if it is no Layout, or
-    one of a model these kernels do not implement yet (any but the 1-layer rnn).
+cdef bint _layout_dims(object layout, Dims* d) noexcept:
+    """Fill ``d`` from ``layout``, any cell and depth; False (for the checks to word) if
+    it is no Layout.
 
     A Layout is immutable, cannot be subclassed and computes its own offsets, so they are
-    taken as they are.
+    taken as they are; the regular spacing of the layers above the first is checked
+    against them (the kernels compute where layer l lies).
     """
-    cdef int i
+    cdef int i, l, k, P
+    cdef Py_ssize_t GH
     cdef const int64_t[::1] off
     if type(layout) is not _Layout:
         return False
     try:
-        if layout.num_layers != 1 or layout.cell != "rnn":
-            return False
         off = layout.offsets
         d.H, d.V, d.n = layout.hidden_size, layout.vocab_size, layout.size
         d.itemsize = layout.dtype.itemsize
-        if off.shape[0] != 5:
+        d.cell, d.L, d.G = _CELL_CODES[layout.cell], layout.num_layers, layout.gates
+        d.S = layout.state_parts
+        GH = <Py_ssize_t>d.G * d.H
+        d.classic = d.cell == _RNN and d.L == 1
+        if d.classic:
+            if off.shape[0] != 5:
+                return False
+            for i in range(5):
+                d.o[i] = off[i]
+            d.lo[:] = [off[0], off[1], off[3], -1]
+            d.why, d.by = off[2], off[4]
+            d.l1 = d.stride = 0
+            d.rel[:] = [0, 0, 0, 0]
+            return True
+        P = 4 if d.cell == _GRU else 3              # parameters per layer
+        if off.shape[0] != P * d.L + 2:
             return False
-        for i in range(5):
-            d.o[i] = off[i]
+        for k in range(4):
+            d.lo[k] = off[k] if k < P else -1
+        d.rel[:] = [0, GH * d.H, 2 * GH * d.H, 2 * GH * d.H + GH]
+        d.stride = 2 * GH * d.H + (P - 2) * GH
+        d.l1 = off[P] if d.L > 1 else 0
+        for l in range(1, d.L):
+            for k in range(P):
+                if off[l * P + k] != d.l1 + (l - 1) * d.stride + d.rel[k]:
+                    return False
+        d.why, d.by = off[P * d.L], off[P * d.L + 1]
     except Exception:
         return False
     return True
+
+
+cdef bint _dims(object layout, Dims* d) noexcept:
+    """_layout_dims for the classic model (the 1-layer rnn) only: False for any other."""
+    return _layout_dims(layout, d) and d.classic
 
 
 cdef object _fast_dtype(object first, tuple arrays):
@@ -109,8 +152,8 @@ cdef object _fast_dtype(object first, tuple arrays):
 
 
 cdef _checked_dims(object layout, Dims* d):
-    """_dims for a layout the checks have accepted."""
-    if not _dims(layout, d):
+    """_layout_dims for a layout the checks have accepted."""
+    if not _layout_dims(layout, d):
         raise TypeError(f"layout must be a charrnn.layout.Layout, not "
                         f"{type(layout).__name__}")
 
@@ -201,18 +244,27 @@ cdef double _forward(const floating* Wxh, const floating* Whh, const floating* W
                      const int32_t* Y, const floating* h0, int B, int T, int H, int V,
                      floating* hs, floating* zs, bint grad) noexcept nogil:
     """Recurrence, output layer, softmax and loss. With grad, leaves dz in zs."""
+    cdef Py_ssize_t t
+    memcpy(hs, h0, B * H * sizeof(floating))                # hs[0] = h0
+    for t in range(T):
+        _step(Wxh, Whh, bh, X + t, T, B, H, V, hs + t * B * H, hs + (t + 1) * B * H)
+    return _output_loss(Why, by, hs + B * H, Y, B, T, H, V, zs, grad)
+
+
+cdef double _output_loss(const floating* Why, const floating* by, const floating* Hs,
+                         const int32_t* Y, int B, int T, int H, int V, floating* zs,
+                         bint grad) noexcept nogil:
+    """The output layer on the top layer's states Hs (T*B, H), softmax and loss. With
+    grad, leaves dz in zs."""
     cdef Py_ssize_t t, b, j, r, N = <Py_ssize_t>T * B
     cdef floating m, s
     cdef floating* row
     cdef double loss = 0, sd
     cdef int y
-    memcpy(hs, h0, B * H * sizeof(floating))                # hs[0] = h0
-    for t in range(T):
-        _step(Wxh, Whh, bh, X + t, T, B, H, V, hs + t * B * H, hs + (t + 1) * B * H)
     for r in range(N):
         memcpy(zs + r * V, by, V * sizeof(floating))
     # Z = Hs @ Why.T + by                               (T*B, V), all steps in one GEMM
-    gemm(False, True, <int>N, V, H, <floating>1, hs + B * H, H, Why, H, <floating>1, zs, V)
+    gemm(False, True, <int>N, V, H, <floating>1, Hs, H, Why, H, <floating>1, zs, V)
     # stable softmax; -log p[y] = log(sum exp(z - max)) - (z[y] - max); dz = (p - onehot)/B
     for t in range(T):
         for b in range(B):
@@ -391,8 +443,7 @@ def loss_and_grads(layout, theta not None, grad not None, X not None, Y not None
                    h0 not None, hlast not None, ws not None, masks=None):
     """Loss of a (B, T) chunk and its gradients; the gradient overwrites ``grad``.
 
-    See ``charrnn.kernels.reference.loss_and_grads``, the reference twin. Implemented for
-    the 1-layer rnn without dropout (masks None) so far.
+    See ``charrnn.kernels.reference.loss_and_grads``, the reference twin.
     """
     cdef Dims d
     dtype = _fast_dtype(theta, (theta, grad, X, Y, h0, hlast))
@@ -406,11 +457,16 @@ def loss_and_grads(layout, theta not None, grad not None, X not None, Y not None
                                          ws.dhs, ws.dhnext)
         except (_Invalid, ValueError, TypeError, BufferError):
             pass
-    _checks.compiled_supports(layout, masks)
-    _checks.grads(layout, theta, grad, X, Y, h0, hlast, ws)
+    elif _layout_dims(layout, &d):                  # any other model, or with dropout
+        r = _stack_call(_GRADS, &d, theta, grad, X, Y, h0, hlast, ws, masks, None, True)
+        if r is not None:
+            return r
+    _checks.grads(layout, theta, grad, X, Y, h0, hlast, ws, masks)
     # the checks passed where the fast ones did not (an unusual but valid dtype object,
     # say): run on normalised arrays
     _checked_dims(layout, &d)
+    if not d.classic or masks is not None:
+        return _stack_call(_GRADS, &d, theta, grad, X, Y, h0, hlast, ws, masks, None, False)
     if theta.dtype == _F64:
         return _run_grads[double](&d, theta, grad, X, Y, h0, hlast, ws.hs, ws.zs, ws.dhs,
                                   ws.dhnext)
@@ -431,9 +487,14 @@ def loss(layout, theta not None, X not None, Y not None, h0 not None, hlast not 
                 return _run_forward[float](&d, theta, X, Y, h0, hlast, ws.hs, ws.zs)
         except (_Invalid, ValueError, TypeError, BufferError):
             pass
-    _checks.compiled_supports(layout)
+    elif _layout_dims(layout, &d):                  # any other model
+        r = _stack_call(_LOSS, &d, theta, None, X, Y, h0, hlast, ws, None, None, True)
+        if r is not None:
+            return r
     _checks.chunk(layout, theta, X, Y, h0, hlast, ws)
     _checked_dims(layout, &d)
+    if not d.classic:
+        return _stack_call(_LOSS, &d, theta, None, X, Y, h0, hlast, ws, None, None, False)
     if theta.dtype == _F64:
         return _run_forward[double](&d, theta, X, Y, h0, hlast, ws.hs, ws.zs)
     return _run_forward[float](&d, theta, X, Y, h0, hlast, ws.hs, ws.zs)
@@ -532,6 +593,9 @@ cdef object _run_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h
     cdef Py_ssize_t n = U.shape[0]
     out = np.empty((n, B), np.int32)
     cdef int32_t[:, ::1] o = out
+    if not d.classic:
+        _run_stack_sample(d, w, h, first, U, temperature, k, o)
+        return out
     # one block of scratch: a (B, H), z (B, V), e (2V) of floating, then top (V) ints
     cdef Py_ssize_t nf = <Py_ssize_t>B * H + <Py_ssize_t>B * V + 2 * V
     cdef char* block = <char*>PyMem_Malloc(nf * sizeof(floating) + V * sizeof(int))
@@ -549,6 +613,43 @@ cdef object _run_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h
     return out
 
 
+cdef void _run_stack_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h,
+                            const int32_t[::1] first, const double[:, ::1] U,
+                            double temperature, int k, int32_t[:, ::1] o) except *:
+    """_run_sample of any layout but the classic: the stack's forward for T = 1 on
+    scratch of its own (the Workspace buffers a (B, 1) chunk uses)."""
+    cdef Py_ssize_t B = h.shape[0], H = d.H, V = d.V, n = U.shape[0]
+    cdef Py_ssize_t GH = <Py_ssize_t>d.G * d.H
+    cdef Py_ssize_t nh = <Py_ssize_t>d.L * 2 * B * H            # hs, and cs (lstm)
+    cdef Py_ssize_t na = <Py_ssize_t>d.L * B * GH               # acts, and ahs (gru)
+    cdef Py_ssize_t nf = nh * (2 if d.cell == _LSTM else 1) + na * (2 if d.cell == _GRU else 1)
+    cdef Bufs bf
+    # one block of scratch: hs, cs, acts, ahs, then z (B, V), e (2V) of floating, top (V)
+    nf += B * V + 2 * V
+    cdef char* block = <char*>PyMem_Malloc(nf * sizeof(floating) + V * sizeof(int))
+    if block == NULL:
+        raise MemoryError
+    cdef floating* p = <floating*>block
+    memset(&bf, 0, sizeof(Bufs))
+    bf.hs = p
+    p += nh
+    if d.cell == _LSTM:
+        bf.cs = p
+        p += nh
+    bf.acts = p
+    p += na
+    if d.cell == _GRU:
+        bf.ahs = p
+        p += na
+    try:
+        with nogil:
+            _stack_sample(d, &w[0], &h[0, 0], <int>B, &first[0], &U[0, 0] if n else NULL,
+                          n, <floating>temperature, k, &o[0, 0] if n else NULL, &bf, p,
+                          p + B * V, <int*>(block + nf * sizeof(floating)))
+    finally:
+        PyMem_Free(block)
+
+
 cdef object _checked_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h,
                             const int32_t[::1] first, const double[:, ::1] U,
                             double temperature, int k):
@@ -557,9 +658,10 @@ cdef object _checked_sample(const Dims* d, const floating[::1] w, floating[:, ::
     cdef Py_ssize_t B = h.shape[0], n = U.shape[0], i, sz = sizeof(floating)
     cdef const double* u
     cdef bint ok = True
+    cdef Py_ssize_t GH = <Py_ssize_t>d.G * d.H, nh = <Py_ssize_t>d.L * d.S * d.H
     if not (d.itemsize == sz and w.shape[0] == d.n and 1 <= B <= _MAX
-            and h.shape[1] == d.H and U.shape[1] == B and first.shape[0] == B
-            and n * B <= _MAX and B * (d.H if d.H > d.V else d.V) <= _MAX):
+            and h.shape[1] == nh and U.shape[1] == B and first.shape[0] == B
+            and n * B <= _MAX and B * (GH if GH > d.V else d.V) <= _MAX):
         return None
     if not _ids_ok(&first[0], B, d.V):
         return None
@@ -569,9 +671,9 @@ cdef object _checked_sample(const Dims* d, const floating[::1] w, floating[:, ::
             ok &= (u[i] >= 0) & (u[i] <= 1)             # (NaN fails both)
         if not ok:
             return None
-    if not (_apart(&h[0, 0], B * d.H * sz, &w[0], d.n * sz)
-            and _apart(&h[0, 0], B * d.H * sz, &first[0], B * 4)
-            and (n == 0 or _apart(&h[0, 0], B * d.H * sz, &U[0, 0], n * B * 8))):
+    if not (_apart(&h[0, 0], B * nh * sz, &w[0], d.n * sz)
+            and _apart(&h[0, 0], B * nh * sz, &first[0], B * 4)
+            and (n == 0 or _apart(&h[0, 0], B * nh * sz, &U[0, 0], n * B * 8))):
         return None
     return _run_sample(d, w, h, first, U, temperature, k)
 
@@ -586,7 +688,7 @@ def sample(layout, theta not None, h not None, first_ids not None, uniforms not 
     cdef int k = 0
     r = None
     dtype = _fast_dtype(theta, (theta, h, first_ids, uniforms))
-    if (_dims(layout, &d) and (type(temperature) is float or type(temperature) is int)
+    if (_layout_dims(layout, &d) and (type(temperature) is float or type(temperature) is int)
             and isfinite(temperature) and temperature >= 0
             and (top_k is None or (type(top_k) is int and 1 <= top_k <= d.V))):
         k = 0 if top_k is None else top_k
@@ -601,7 +703,6 @@ def sample(layout, theta not None, h not None, first_ids not None, uniforms not 
             r = None
     if r is not None:
         return r
-    _checks.compiled_supports(layout)
     B, n, k = _checks.sample(layout, theta, h, first_ids, uniforms, temperature, top_k)
     # the checks passed where the fast ones did not (a NumPy scalar temperature, say)
     _checked_dims(layout, &d)
@@ -881,58 +982,92 @@ cdef void _fused(const Dims* d, floating* w, floating* g, floating* s1, floating
                  int rule, double lr, double a, double b, double eps, long step,
                  double clip, double max_norm, double* out) noexcept nogil:
     """out = (loss, ||g||); the update only when both are finite."""
-    cdef double L, norm, scale
     # the state is carried in place: h is h0 and hlast
-    L = _loss_and_grads(w + d.o[0], w + d.o[1], w + d.o[2], w + d.o[3], w + d.o[4], X, Y, h,
-                        g + d.o[0], g + d.o[1], g + d.o[2], g + d.o[3], g + d.o[4], h,
-                        B, T, d.H, d.V, hs, zs, dhs, dhnext)
+    cdef double L = _loss_and_grads(w + d.o[0], w + d.o[1], w + d.o[2], w + d.o[3],
+                                    w + d.o[4], X, Y, h, g + d.o[0], g + d.o[1], g + d.o[2],
+                                    g + d.o[3], g + d.o[4], h, B, T, d.H, d.V, hs, zs, dhs,
+                                    dhnext)
+    _norm_and_update(d.n, w, g, s1, s2, L, rule, lr, a, b, eps, step, clip, max_norm, out)
+
+
+cdef inline void _norm_and_update(Py_ssize_t n, floating* w, const floating* g,
+                                  floating* s1, floating* s2, double L, int rule, double lr,
+                                  double a, double b, double eps, long step, double clip,
+                                  double max_norm, double* out) noexcept nogil:
+    """The end of a step, after the gradient g of loss L: out = (L, ||g||), then the
+    clipped update, only when both are finite."""
+    cdef double norm, scale
     # norm = np.sqrt(np.sum(g.astype(np.float64) ** 2))
     if floating is float:
-        norm = sqrt(vm_sumsq_f(g, d.n))
+        norm = sqrt(vm_sumsq_f(g, n))
     else:
-        norm = sqrt(vm_sumsq_d(g, d.n))
+        norm = sqrt(vm_sumsq_d(g, n))
     out[0] = L
     out[1] = norm
     if not (isfinite(L) and isfinite(norm)):
         return
     scale = max_norm / norm if norm > max_norm else 1.0
-    _update(rule, w, g, s1, s2, d.n, lr, a, b, eps, step, clip, scale)
+    _update(rule, w, g, s1, s2, n, lr, a, b, eps, step, clip, scale)
+
+
+cdef struct Rule:
+    # an update rule's code and values, as train_step takes them (checked)
+    int code, nstates
+    double lr, a, b, eps, clip, max_norm        # a, b: RMSprop's rho or Adam's betas
+    long step
+
+
+cdef bint _rule_ok(rule, state, hyper, double lr, double clip, double max_norm,
+                   Rule* r) noexcept:
+    """Fill ``r`` from train_step's scalar arguments; False (for the checks to word) on
+    anything they would refuse: an unknown rule, tuples of the wrong length, values out
+    of range or not finite."""
+    cdef int code, nstates, nhyper
+    r.a = r.b = r.eps = 0
+    r.step = 0
+    if type(state) is not tuple or type(hyper) is not tuple:
+        return False
+    spec = _RULES.get(rule) if type(rule) is str else None
+    if spec is None:
+        return False
+    code, nstates, nhyper = spec
+    if len(state) != nstates or len(hyper) != nhyper:
+        return False
+    try:
+        if code == _ADAGRAD:
+            r.eps = hyper[0]
+        elif code == _RMSPROP:
+            r.a, r.eps = hyper[0], hyper[1]
+        elif code == _ADAM:
+            r.a, r.b, r.eps = hyper[0], hyper[1], hyper[2]
+            if (type(hyper[3]) is not int or hyper[3] < 1
+                    or not (0 <= r.a < 1 and 0 <= r.b < 1)):
+                return False
+            # past 2**62 steps the bias corrections are 1 already (beta < 1)
+            r.step = <long>min(hyper[3], 2**62)
+    except (TypeError, ValueError, OverflowError):  # not numbers: the checks word it
+        return False
+    if not (_hypers_ok(lr, r.a, r.b, r.eps, clip, 1.0) and max_norm > 0):
+        return False
+    r.code, r.nstates, r.lr, r.clip, r.max_norm = code, nstates, lr, clip, max_norm
+    return True
 
 
 cdef object _fast_step(layout, w, g, X, Y, h, ws, rule, state, double lr, hyper,
                        double clip, double max_norm):
     """The fused step, or None when a check fails (nothing written then)."""
     cdef Dims d
+    cdef Rule r
     cdef Py_buffer v[_NBUF]
-    cdef int held = 0, i, j, code, nstates, nhyper
+    cdef int held = 0, i, j, code, nstates
     cdef char k
     cdef Py_ssize_t n, B, T, H, V, nb[_NBUF]
-    cdef double a = 0, b = 0, eps = 0, out[2]
-    cdef long step = 0
+    cdef double a, b, eps, out[2]
+    cdef long step
     # the scalars first: a layout, a known rule, its tuples, finite values
-    if not _dims(layout, &d) or type(state) is not tuple or type(hyper) is not tuple:
+    if not (_dims(layout, &d) and _rule_ok(rule, state, hyper, lr, clip, max_norm, &r)):
         return None
-    spec = _RULES.get(rule) if type(rule) is str else None
-    if spec is None:
-        return None
-    code, nstates, nhyper = spec
-    if len(state) != nstates or len(hyper) != nhyper:
-        return None
-    try:
-        if code == _ADAGRAD:
-            eps = hyper[0]
-        elif code == _RMSPROP:
-            a, eps = hyper[0], hyper[1]
-        elif code == _ADAM:
-            a, b, eps = hyper[0], hyper[1], hyper[2]
-            if type(hyper[3]) is not int or hyper[3] < 1 or not (0 <= a < 1 and 0 <= b < 1):
-                return None
-            # past 2**62 steps the bias corrections are 1 already (beta < 1)
-            step = <long>min(hyper[3], 2**62)
-    except (TypeError, ValueError):                 # not numbers: the checks word it
-        return None
-    if not (_hypers_ok(lr, a, b, eps, clip, 1.0) and max_norm > 0):
-        return None
+    code, nstates, a, b, eps, step = r.code, r.nstates, r.a, r.b, r.eps, r.step
     if not isinstance(ws, Workspace):
         return None
     n, H, V = d.n, d.H, d.V
@@ -1006,19 +1141,205 @@ def train_step(layout, w not None, g not None, X not None, Y not None, h not Non
                double max_norm, masks=None):
     """One training step: loss_and_grads, the global norm, clipping and one update.
 
-    See ``charrnn.kernels.reference.train_step``, the reference twin. Implemented for the
-    1-layer rnn without dropout (masks None) so far.
+    See ``charrnn.kernels.reference.train_step``, the reference twin.
     """
-    if masks is None:
+    cdef Dims d
+    cdef Rule rr
+    r = None
+    if masks is None:                               # the classic model (else None)
         r = _fast_step(layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip, max_norm)
-        if r is not None:
-            return r
-    _checks.compiled_supports(layout, masks)
+    if (r is None and _layout_dims(layout, &d) and (masks is not None or not d.classic)
+            and _rule_ok(rule, state, hyper, lr, clip, max_norm, &rr)):
+        # any other model, or with dropout
+        r = _stack_call(_STEP, &d, w, g, X, Y, h, None, ws, masks, state, True, &rr)
+    if r is not None:
+        return r
     return _composed_step(_this, layout, w, g, X, Y, h, ws, rule, state, lr, hyper, clip,
-                          max_norm)
+                          max_norm, masks)
 
 
 _this = sys.modules[__name__]
+
+
+# ----------------------------------------------------------------------------- stacks
+#
+# LSTM, GRU and multi-layer models, and the 1-layer rnn with dropout: the stack driver
+# of _cells.pxi. The arguments of loss, loss_and_grads and train_step are taken through
+# the buffer protocol and checked in C, as _fast_step does; whatever these checks refuse
+# goes to charrnn.kernels.checks, to word the error or to run on checked arguments.
+
+include "_cells.pxi"
+
+cdef enum:                              # the kernels of _stack_call
+    _LOSS = 0
+    _GRADS = 1
+    _STEP = 2
+
+cdef enum:                              # the arrays of _stack_call, in this order
+    _W = 0
+    _G = 1
+    _X = 2
+    _Y = 3
+    _H0 = 4
+    _HL = 5
+    _M = 6
+    _HS = 7                             # then the workspace's, in _WS order
+    _S1 = 16
+    _S2 = 17
+    _NA = 18
+
+_WS = ("hs", "zs", "dhs", "dhnext", "cs", "dcnext", "acts", "ahs", "ins")
+
+
+cdef inline char _kind_unaligned(Py_buffer* v) noexcept:
+    """_kind, also of an unaligned array (numpy's format "=d": native order and size)."""
+    cdef const char* f = v.format
+    cdef char k
+    if f != NULL and (f[0] == c'=' or f[0] == c'@'):
+        v.format += 1
+        k = _kind(v)
+        v.format = <char*>f
+        return k
+    return _kind(v)
+
+
+cdef void _stack_run(int mode, const Dims* d, floating* w, floating* g, const int32_t* X,
+                     const int32_t* Y, floating* h0, floating* hlast, int B, int T,
+                     const Bufs* bf, floating* s1, floating* s2, const Rule* r,
+                     double* out) noexcept nogil:
+    """out = the loss (mode _LOSS, _GRADS) or (loss, ||g||) (_STEP, the state carried in
+    place in h0)."""
+    if mode == _LOSS:
+        out[0] = _stack_forward(d, w, X, Y, h0, B, T, bf, False)
+        _store_state(d, hlast, B, T, T, bf)
+    elif mode == _GRADS:
+        out[0] = _stack_grads(d, w, g, X, Y, h0, hlast, B, T, bf)
+    else:
+        _norm_and_update(d.n, w, g, s1, s2, _stack_grads(d, w, g, X, Y, h0, h0, B, T, bf),
+                         r.code, r.lr, r.a, r.b, r.eps, r.step, r.clip, r.max_norm, out)
+
+
+cdef object _stack_call(int mode, const Dims* d, w, g, X, Y, h0, hlast, ws, masks,
+                        tuple state, bint strict, const Rule* r=NULL):
+    """Run kernel ``mode`` on a layout of any cell and depth: its result, or None when a
+    C check fails (nothing written then).
+
+    ``strict``: every array apart from every other (but X from Y, and h0 from hlast when
+    they are the same array), as train_step's checks require; the other kernels' checks
+    allow more overlaps of inputs, which then take the checked path. With ``strict``
+    False the shared checks have passed already: only what memory safety needs is
+    checked again (sizes, dtypes), and a failure is a ValueError.
+    """
+    cdef Py_buffer v[_NA]
+    cdef bint used[_NA]
+    cdef bint held[_NA]
+    cdef Py_ssize_t need[_NA]
+    cdef int i, j, nstates = r.nstates if r != NULL else 0
+    cdef char k, f = c'd' if d.itemsize == 8 else c'f'
+    cdef Py_ssize_t B, T, H = d.H, V = d.V, L = d.L, GH = <Py_ssize_t>d.G * d.H, N
+    cdef Bufs bf
+    cdef double out[2]
+    if not isinstance(ws, Workspace):
+        return _stack_refuse(strict)
+    objs = [w, g, X, Y, h0, hlast, masks] + [getattr(ws, name) for name in _WS] + [
+        state[0] if nstates > 0 else None, state[1] if nstates > 1 else None]
+    # which arrays this kernel reads or writes (masks: not in the forward-only loss)
+    used[:] = [True, mode != _LOSS, True, True, True, mode != _STEP,
+               masks is not None and mode != _LOSS,
+               True, True, mode != _LOSS, mode != _LOSS, d.cell == _LSTM,
+               d.cell == _LSTM and mode != _LOSS, d.cell != _RNN, d.cell == _GRU,
+               masks is not None and mode != _LOSS, nstates > 0, nstates > 1]
+    for i in range(_NA):
+        held[i] = False
+        if used[i] and not isinstance(objs[i], np.ndarray):
+            return _stack_refuse(strict)
+    try:
+        for i in range(_NA):
+            if not used[i]:
+                continue
+            # read only: the parameters (but in a step), the ids, h0 (but in a step), masks
+            if not _take(objs[i], &v[i], not (i == _X or i == _Y or i == _M or (
+                    mode != _STEP and (i == _W or i == _H0)))):
+                return _stack_refuse(strict)
+            held[i] = True
+            k = _kind_unaligned(&v[i])
+            if k != (c'i' if i == _X or i == _Y else f):
+                return _stack_refuse(strict)
+        # shapes and sizes (checks._ids_state_ws's bounds: every BLAS size below 2**31)
+        if v[_X].ndim != 2 or v[_Y].ndim != 2:
+            return _stack_refuse(strict)
+        B, T = v[_X].shape[0], v[_X].shape[1]
+        N = B * T
+        if not (B >= 1 and T >= 1 and N <= _MAX and N * (GH if GH > V else V) <= _MAX
+                and v[_Y].shape[0] == B and v[_Y].shape[1] == T):
+            return _stack_refuse(strict)
+        for i in (_W, _G, _S1, _S2):
+            if used[i] and not (v[i].ndim == 1 and v[i].shape[0] == d.n):
+                return _stack_refuse(strict)
+        for i in (_H0, _HL):
+            if used[i] and not (v[i].ndim == 2 and v[i].shape[0] == B
+                                and v[i].shape[1] == L * d.S * H):
+                return _stack_refuse(strict)
+        if used[_M] and not (v[_M].ndim == 4 and v[_M].shape[0] == L and v[_M].shape[1] == T
+                             and v[_M].shape[2] == B and v[_M].shape[3] == H):
+            return _stack_refuse(strict)
+        # the workspace (charrnn.workspace.buffer_sizes)
+        need[:] = [0, 0, 0, 0, 0, 0, 0, L * (T + 1) * B * H, N * V, L * N * H, B * H,
+                   L * (T + 1) * B * H, B * H, L * N * GH, L * N * GH, L * N * H, 0, 0]
+        for i in range(_HS, _HS + 9):
+            if used[i] and not (v[i].ndim == 1 and v[i].shape[0] >= need[i]):
+                return _stack_refuse(strict)
+        if not (_ids_ok(<int32_t*>v[_X].buf, N, <int>V)
+                and _ids_ok(<int32_t*>v[_Y].buf, N, <int>V)):
+            return _stack_refuse(strict)
+        if strict:
+            for i in range(_NA):
+                for j in range(i + 1, _NA):
+                    if not (used[i] and used[j]) or (i == _X and j == _Y):
+                        continue
+                    if (i == _H0 and j == _HL and v[i].buf == v[j].buf
+                            and v[i].len == v[j].len):
+                        continue                    # the state carried in place
+                    if not _apart(v[i].buf, v[i].len, v[j].buf, v[j].len):
+                        return None
+        for i in range(_HS, _HS + 9):
+            if not used[i]:
+                v[i].buf = NULL
+        bf.hs, bf.zs, bf.dhs = v[_HS].buf, v[_HS + 1].buf, v[_HS + 2].buf
+        bf.dhnext, bf.cs, bf.dcnext = v[_HS + 3].buf, v[_HS + 4].buf, v[_HS + 5].buf
+        bf.acts, bf.ahs, bf.ins = v[_HS + 6].buf, v[_HS + 7].buf, v[_HS + 8].buf
+        bf.masks = v[_M].buf if used[_M] else NULL
+        with nogil:
+            if f == c'd':
+                _stack_run(mode, d, <double*>v[_W].buf,
+                           <double*>v[_G].buf if used[_G] else NULL,
+                           <int32_t*>v[_X].buf, <int32_t*>v[_Y].buf, <double*>v[_H0].buf,
+                           <double*>v[_HL].buf if used[_HL] else NULL, <int>B, <int>T, &bf,
+                           <double*>v[_S1].buf if used[_S1] else NULL,
+                           <double*>v[_S2].buf if used[_S2] else NULL, r, out)
+            else:
+                _stack_run(mode, d, <float*>v[_W].buf,
+                           <float*>v[_G].buf if used[_G] else NULL,
+                           <int32_t*>v[_X].buf, <int32_t*>v[_Y].buf, <float*>v[_H0].buf,
+                           <float*>v[_HL].buf if used[_HL] else NULL, <int>B, <int>T, &bf,
+                           <float*>v[_S1].buf if used[_S1] else NULL,
+                           <float*>v[_S2].buf if used[_S2] else NULL, r, out)
+        if mode == _STEP:
+            return out[0], out[1]
+        return out[0]
+    finally:
+        for i in range(_NA):
+            if held[i]:
+                PyBuffer_Release(&v[i])
+
+
+cdef object _stack_refuse(bint strict):
+    """A C check failed: None for the checks to word, or (after they passed) an error."""
+    if strict:
+        return None
+    raise ValueError("the arguments passed charrnn.kernels.checks but not the compiled "
+                     "kernel's own checks (a workspace buffer replaced by a different "
+                     "array?)")
 
 
 # ----------------------------------------------------------------------------- BLAS shims

@@ -218,4 +218,129 @@ VM_CLONES static double vm_sumsq_##SUF(const T* g, ptrdiff_t n) {               
 VM_UPDATES(double, d, sqrt)
 VM_UPDATES(float, f, sqrtf)
 
+/* ---------------------------------------------------------------- cells (design 2b)
+ *
+ * One fused pass per step over a (B, G*H) block of gates, forward and backward side by
+ * side, in the order of charrnn/kernels/cells.py (each line names the line it computes).
+ * Row b of a block holds the G gate blocks of H values one after another. */
+
+/* sig(x) = 1 / (1 + exp(-x)) from e = exp(-|x|) <= 1, so nothing overflows:
+ * x >= 0: 1 / (1 + e);  x < 0: e / (1 + e).  Below the exp cut-off the result is 0. */
+static inline double vm_sig_d(double x) {
+    double e = vm_expneg_d(-fabs(x));
+    double s = 1.0 / (1.0 + e);
+    return x >= 0 ? s : e * s;
+}
+static inline float vm_sig_f(float x) {
+    float e = vm_expneg_f(-fabsf(x));
+    float s = 1.0f / (1.0f + e);
+    return x >= 0 ? s : e * s;
+}
+
+/* The gate blocks of a row are H apart in one array: gcc cannot tell that a store to
+ * one block never meets a load from another within a vector, so say so. */
+#define VM_IVDEP _Pragma("GCC ivdep")
+
+#define VM_CELLS(T, SUF, ONE)                                                               \
+/* LSTM forward: a (B, 4H) holds a_t = Wx.in_t + h_{t-1} @ Wh.T + b; leaves i, f, g, o */   \
+VM_CLONES static void vm_lstm_fwd_##SUF(T* a, const T* cprev, T* c, T* h, ptrdiff_t B,      \
+                                        ptrdiff_t H) {                                      \
+    for (ptrdiff_t b = 0; b < B; b++) {                                                     \
+        T* ab = a + b * 4 * H;                                                              \
+        const T* cp = cprev + b * H;                                                        \
+        T* cb = c + b * H;                                                                  \
+        T* hb = h + b * H;                                                                  \
+        VM_IVDEP                                                                            \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                 \
+            T i = vm_sig_##SUF(ab[j]);                  /* i = sig(a[:, :H]) */             \
+            T f = vm_sig_##SUF(ab[H + j]);              /* f = sig(a[:, H:2H]) */           \
+            T g = vm_tanh_##SUF(ab[2 * H + j]);         /* g = tanh(a[:, 2H:3H]) */         \
+            T o = vm_sig_##SUF(ab[3 * H + j]);          /* o = sig(a[:, 3H:]) */            \
+            T ct = f * cp[j] + i * g;                   /* c_t = f*c_{t-1} + i*g */         \
+            cb[j] = ct;                                                                     \
+            hb[j] = vm_tanh_##SUF(ct) * o;              /* h_t = o*tanh(c_t) */             \
+            ab[j] = i; ab[H + j] = f; ab[2 * H + j] = g; ab[3 * H + j] = o;                 \
+        }                                                                                   \
+    }                                                                                       \
+}                                                                                           \
+/* LSTM backward: a holds i, f, g, o, dh the gradient from above; dhnext, dcnext those     \
+ * from step t+1. Leaves da_t in a and dc_{t-1} through f in dcnext. */                     \
+VM_CLONES static void vm_lstm_bwd_##SUF(T* a, const T* cprev, const T* c, const T* dh,      \
+                                        const T* dhnext, T* dcnext, ptrdiff_t B,            \
+                                        ptrdiff_t H) {                                      \
+    for (ptrdiff_t b = 0; b < B; b++) {                                                     \
+        T* ab = a + b * 4 * H;                                                              \
+        const T* cp = cprev + b * H;                                                        \
+        const T* cb = c + b * H;                                                            \
+        const T* dhb = dh + b * H;                                                          \
+        const T* dhn = dhnext + b * H;                                                      \
+        T* dcn = dcnext + b * H;                                                            \
+        VM_IVDEP                                                                            \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                 \
+            T i = ab[j], f = ab[H + j], g = ab[2 * H + j], o = ab[3 * H + j];               \
+            T d = dhb[j] + dhn[j];                      /* dh_t = dh + dhnext */            \
+            T tc = vm_tanh_##SUF(cb[j]);                /* tanh(c_t) */                     \
+            T d_o = d * tc;                             /* h_t = o*tanh(c_t) */             \
+            T dc = d * o * (ONE - tc * tc) + dcn[j];    /* dc_t = ... + dcnext */           \
+            dcn[j] = dc * f;                            /* dc_{t-1} through f */            \
+            ab[j] = dc * g * (i * (ONE - i));           /* c_t = f*c_{t-1} + i*g */         \
+            ab[H + j] = dc * cp[j] * (f * (ONE - f));                                       \
+            ab[2 * H + j] = dc * i * (ONE - g * g);                                         \
+            ab[3 * H + j] = d_o * (o * (ONE - o));                                          \
+        }                                                                                   \
+    }                                                                                       \
+}                                                                                           \
+/* GRU forward: ax (B, 3H) holds Wx.in_t + bx, ah h_{t-1} @ Wh.T + bh; leaves r, z, n      \
+ * in ax */                                                                                 \
+VM_CLONES static void vm_gru_fwd_##SUF(T* ax, const T* ah, const T* hprev, T* h,            \
+                                       ptrdiff_t B, ptrdiff_t H) {                          \
+    for (ptrdiff_t b = 0; b < B; b++) {                                                     \
+        T* xb = ax + b * 3 * H;                                                             \
+        const T* hb_ = ah + b * 3 * H;                                                      \
+        const T* hp = hprev + b * H;                                                        \
+        T* hb = h + b * H;                                                                  \
+        VM_IVDEP                                                                            \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                 \
+            T r = vm_sig_##SUF(xb[j] + hb_[j]);             /* r = sig(ax_r + ah_r) */      \
+            T z = vm_sig_##SUF(xb[H + j] + hb_[H + j]);     /* z = sig(ax_z + ah_z) */      \
+            T n = vm_tanh_##SUF(xb[2 * H + j] + r * hb_[2 * H + j]);                        \
+                                                        /* n = tanh(ax_n + r*ah_n) */       \
+            hb[j] = (hp[j] - n) * z + n;                /* h_t = (1-z)*n + z*h_{t-1} */     \
+            xb[j] = r; xb[H + j] = z; xb[2 * H + j] = n;                                    \
+        }                                                                                   \
+    }                                                                                       \
+}                                                                                           \
+/* GRU backward: ax holds r, z, n, ah ah_t, dh the gradient from above, dhnext that from   \
+ * step t+1. Leaves dax_t in ax, dah_t in ah, and dh_t * z (the direct path to h_{t-1})    \
+ * in dhnext. */                                                                            \
+VM_CLONES static void vm_gru_bwd_##SUF(T* ax, T* ah, const T* hprev, const T* dh,           \
+                                       T* dhnext, ptrdiff_t B, ptrdiff_t H) {               \
+    for (ptrdiff_t b = 0; b < B; b++) {                                                     \
+        T* xb = ax + b * 3 * H;                                                             \
+        T* hb_ = ah + b * 3 * H;                                                            \
+        const T* hp = hprev + b * H;                                                        \
+        const T* dhb = dh + b * H;                                                          \
+        T* dhn = dhnext + b * H;                                                            \
+        VM_IVDEP                                                                            \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                 \
+            T r = xb[j], z = xb[H + j], n = xb[2 * H + j];                                  \
+            T d = dhb[j] + dhn[j];                      /* dh_t = dh + dhnext */            \
+            T dz = d * (hp[j] - n);                     /* dh_t/dz = h_{t-1} - n */         \
+            T dan = d * (ONE - z) * (ONE - n * n);      /* through n = tanh(...) */         \
+            T dar = dan * hb_[2 * H + j] * (r * (ONE - r));   /* ... + r*ah_n, sig' */      \
+            T daz = dz * (z * (ONE - z));                                                   \
+            dhn[j] = d * z;                             /* h_t = ... + z*h_{t-1} */         \
+            xb[j] = dar; xb[H + j] = daz; xb[2 * H + j] = dan;                              \
+            hb_[j] = dar; hb_[H + j] = daz; hb_[2 * H + j] = dan * r;                       \
+        }                                                                                   \
+    }                                                                                       \
+}                                                                                           \
+/* out = a * m (dropout on a layer's input; out may be a) */                                \
+VM_CLONES static void vm_mul_##SUF(T* out, const T* a, const T* m, ptrdiff_t n) {           \
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = a[i] * m[i];                                 \
+}
+
+VM_CELLS(double, d, 1.0)
+VM_CELLS(float, f, 1.0f)
+
 #endif

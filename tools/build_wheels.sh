@@ -90,7 +90,7 @@ run "$WORK/sdist.log" "$TOOLS/bin/python" -m build --sdist --outdir "$WORK/sdist
 SDIST=$(ls "$WORK"/sdist/charrnn_blas-*.tar.gz)
 tar tzf "$SDIST" > "$WORK/sdist.txt"
 # every compile input of the checkout, and the package's typing files
-for f in $(cd "$ROOT" && ls csrc/*.pyx csrc/*.pxd csrc/*.h 2>/dev/null) setup.py pyproject.toml \
+for f in $(cd "$ROOT" && ls csrc/*.pyx csrc/*.pxd csrc/*.pxi csrc/*.h 2>/dev/null) setup.py pyproject.toml \
          LICENSE README.md charrnn/__init__.py charrnn/py.typed charrnn/_kernels.pyi; do
     grep -q "^charrnn_blas-[^/]*/$f\$" "$WORK/sdist.txt" || die "sdist lacks $f"
 done

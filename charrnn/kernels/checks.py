@@ -169,17 +169,6 @@ def mask_array(layout, m, B, T):
     shape("masks", m, (layout.num_layers, T, B, layout.hidden_size))
 
 
-def compiled_supports(layout, masks=None):
-    """What the compiled kernels implement so far: the 1-layer rnn, without dropout.
-    (A non-Layout is left for the other checks to word.)"""
-    if isinstance(layout, Layout) and (layout.cell != "rnn" or layout.num_layers != 1):
-        raise ValueError(f"the compiled kernels implement the 1-layer rnn only so far, "
-                         f"not {layout!r}: use backend='numpy'")
-    if masks is not None:
-        raise ValueError("the compiled kernels do not implement dropout yet (masks must "
-                         "be None): use backend='numpy'")
-
-
 def chunk(layout, w, X, Y, h0, hlast, ws):
     """The arguments of the forward-only ``loss``; returns (B, T)."""
     theta(layout, w)

@@ -229,6 +229,39 @@ def test_compiled_step_allocates_nothing_after_warm_up():
     assert r["flat"]
 
 
+class _StackSteps:
+    """Raw compiled training steps of a stack with dropout, in the shape
+    ``allocation_check`` runs (the masks drawn once: a trainer draws them into an array
+    of its own)."""
+
+    def __init__(self, cell, L, B, H, T, V, dtype):
+        from charrnn import Workspace
+        from conftest import make_ids, make_masks, make_stack, make_state
+        self.K = compiled_kernels()
+        self.name, self.B, self.H, self.T, self.dtype = f"cython-{cell}{L}", B, H, T, dtype
+        self.layout, self.w = make_stack(cell, L, H, V, dtype)
+        self.g, self.m = self.layout.zeros(), self.layout.zeros()
+        self.X, self.Y = make_ids(B, T, V)
+        self.h = make_state(self.layout, B)
+        self.ws = Workspace.for_layout(self.layout, B, T)
+        self.masks = make_masks(self.layout, B, T)
+        self.state, self.hyper = (self.m,), (1e-8,)
+
+    def run(self, n):
+        for _ in range(n):
+            self.K.train_step(self.layout, self.w, self.g, self.X, self.Y, self.h, self.ws,
+                              "adagrad", self.state, 0.01, self.hyper, 5.0, 1.0, self.masks)
+
+
+@pytest.mark.parametrize("cell,L", [("lstm", 2), ("gru", 1)])
+def test_compiled_stack_step_allocates_nothing_after_warm_up(cell, L):
+    w = _StackSteps(cell, L, 2, 16, 5, 17, "float32")
+    r = _import("allocations").allocation_check(w, steps=100, warmup_steps=300)
+    assert r["traced_growth"] <= 0 and r["rss_growth"] <= 0
+    assert r["traced_peak_above_start"] <= r["peak_allowance"]
+    assert r["flat"]
+
+
 def test_allocation_check_sees_numpy_backend_temporaries():
     w = bench.CharrnnTrain("numpy", 2, 64, 5, 65, "float64")
     r = _import("allocations").allocation_check(w, steps=5, warmup_steps=3)

@@ -1,10 +1,12 @@
 """Property tests: arbitrary arrays, shapes, dtypes, views and scalars never break charrnn.
 
 Every kernel, ``CharRNN.loss_and_grads`` / ``loss`` and ``Vocab.encode`` / ``decode`` get
-inputs built from a drawn recipe: valid arguments of random (zero included) sizes, then a
-few arguments replaced by something else (None, a list, another dtype or shape, NaN and
-out-of-range values, transposed / strided / reversed / zero-stride / unaligned /
-read-only views, an output laid over another argument, a bad scalar). Each call must
+inputs built from a drawn recipe: valid arguments of random (zero included) sizes for a
+model of a random cell (rnn, lstm, gru) and depth (1 to 3), with or without dropout
+masks (for the kernels that take them), then a few arguments replaced by something else
+(None, a list, another dtype or shape, NaN and out-of-range values, transposed /
+strided / reversed / zero-stride / unaligned / read-only views, an output laid over
+another argument, a bad scalar, a layout of another cell or depth). Each call must
 return a valid result or raise ``ValueError`` / ``TypeError``, never anything else and
 never crash the process, and both backends must give the same kind of outcome.
 
@@ -66,7 +68,8 @@ SCALARS = {"sample": {"temperature": 1.0, "top_k": None},
            # the Adagrad state and eps go in as (m,), (eps,)
            "train_step": {"rule": "adagrad", "lr": 0.1, "eps": 1e-8, "clip": 5.0,
                           "max_norm": 1.0}}
-ORDER = {"loss_and_grads": ("layout", "theta", "grad", "X", "Y", "h0", "hlast", "ws"),
+ORDER = {"loss_and_grads": ("layout", "theta", "grad", "X", "Y", "h0", "hlast", "ws",
+                            "masks"),
          "loss": ("layout", "theta", "X", "Y", "h0", "hlast", "ws"),
          "sample": ("layout", "theta", "h", "first_ids", "uniforms", "temperature", "top_k"),
          "sumsq": ("g",), "clip_": ("g", "clip"), "scale_": ("g", "scale"),
@@ -76,7 +79,7 @@ ORDER = {"loss_and_grads": ("layout", "theta", "grad", "X", "Y", "h0", "hlast", 
          "adam_update": ("w", "g", "m", "v", "lr", "beta1", "beta2", "eps", "step", "clip",
                          "scale"),
          "train_step": ("layout", "w", "g", "X", "Y", "h", "ws", "rule", "m", "lr", "eps",
-                        "clip", "max_norm")}
+                        "clip", "max_norm", "masks")}
 
 DTYPES = ["bool", "int8", "uint8", "int16", "int32", "int64", "uint64", "float16", "float32",
           "float64", "longdouble", "complex64", ">f8", ">f4", ">i4", "object", "U2",
@@ -84,8 +87,10 @@ DTYPES = ["bool", "int8", "uint8", "int16", "int32", "int64", "uint64", "float16
 ARRAY_KINDS = ["none", "list", "scalar", "dtype", "shape", "values", "transpose", "strided",
                "reversed", "broadcast", "unaligned", "readonly", "alias", "masked"]
 # What the layout argument may become: nothing, another type, or a Layout of the other
-# float dtype or of other sizes than the vectors and ids it comes with.
-LAYOUT_KINDS = ["none", "tuple", "int", "str", "dtype", "hidden", "vocab", "smaller vocab"]
+# float dtype, of other sizes, of another cell or depth than the arrays it comes with.
+LAYOUT_KINDS = ["none", "tuple", "int", "str", "dtype", "hidden", "vocab", "smaller vocab",
+                "cell", "deeper", "shallower"]
+CELLS = ("rnn", "lstm", "gru")
 # Outcomes are compared across backends except for ndarray subclasses other than memmap,
 # which the compiled kernels read through the buffer protocol and NumPy does not.
 NOT_COMPARED = {"masked"}
@@ -111,7 +116,10 @@ def scalar_values():
 def recipes(draw, kernel: str):
     sizes = {"B": draw(st.integers(1, 3)), "T": draw(st.integers(1, 4)),
              "H": draw(st.integers(1, 4)), "V": draw(st.integers(1, 6)),
-             "n": draw(st.integers(0, 4)), "L": draw(st.integers(0, 9))}
+             "n": draw(st.integers(0, 4)), "L": draw(st.integers(0, 9)),
+             # the model: a cell, a depth, and (loss_and_grads, train_step) dropout masks
+             "cell": draw(st.sampled_from(CELLS)), "layers": draw(st.integers(1, 3)),
+             "dropout": draw(st.booleans())}
     if draw(st.integers(0, 7)) == 0:         # now and then one size is zero
         sizes[draw(st.sampled_from("BTHV"))] = 0
     dtype = draw(st.sampled_from(["float64", "float32"]))
@@ -127,7 +135,7 @@ def recipes(draw, kernel: str):
             muts.append((name, draw(st.sampled_from(LAYOUT_KINDS)), None))
         elif name == "ws":
             muts.append((name, draw(st.sampled_from(["none", "dict", "small", "dtype",
-                                                     "big"])), None))
+                                                     "big", "classic"])), None))
         else:
             kind = draw(st.sampled_from(ARRAY_KINDS))
             if kind == "scalar":
@@ -149,8 +157,18 @@ def recipes(draw, kernel: str):
     return {"kernel": kernel, "sizes": sizes, "dtype": dtype, "seed": seed, "muts": muts}
 
 
+def n_params(cell: str, layers: int, H: int, V: int) -> int:
+    """The length of a flat vector of the model at these sizes (zero ones included)."""
+    if cell == "rnn" and layers == 1:
+        return H * V + H * H + V * H + H + V
+    G, nb = {"rnn": (1, 1), "lstm": (4, 1), "gru": (3, 2)}[cell]
+    return (G * H * (V + H + nb) + (layers - 1) * G * H * (2 * H + nb)) + V * H + V
+
+
 def base_args(kernel: str, sizes: dict, dtype: str, seed: int) -> dict:
     B, T, H, V, n, L = (sizes[k] for k in "BTHVnL")
+    cell, depth = sizes.get("cell", "rnn"), sizes.get("layers", 1)
+    S = 2 if cell == "lstm" else 1
     rng = np.random.default_rng(seed)
 
     def f(*shape):
@@ -160,23 +178,28 @@ def base_args(kernel: str, sizes: dict, dtype: str, seed: int) -> dict:
         return rng.integers(0, max(V, 1), shape).astype(np.int32)
 
     # A layout has H, V >= 1: a zero size shrinks the arrays (and the vectors, whose
-    # length is that of the five parameters at the drawn sizes), not the layout.
-    layout = Layout(max(H, 1), max(V, 1), dtype)
-    N = H * V + H * H + V * H + H + V
+    # length is that of the parameters at the drawn sizes), not the layout.
+    layout = Layout(max(H, 1), max(V, 1), dtype, cell, depth)
+    N = n_params(cell, depth, H, V)
+    ws = Workspace(max(B, 1), max(T, 1), max(H, 1), max(V, 1), dtype, cell, depth)
+    # dropout masks of 0 and 2 (rate 0.5), or none
+    masks = ((rng.random((depth, T, B, H)) < 0.5).astype(dtype) * 2
+             if sizes.get("dropout") else None)
     if kernel in ("loss_and_grads", "loss"):
         args = {"layout": layout, "theta": f(N), "X": ids(B, T), "Y": ids(B, T),
-                "h0": np.tanh(f(B, H))}
+                "h0": np.tanh(f(B, depth * S * H))}
         if kernel == "loss_and_grads":
             args["grad"] = np.zeros(N, dtype)
-        args["hlast"] = np.zeros((B, H), dtype)
-        args["ws"] = Workspace(max(B, 1), max(T, 1), max(H, 1), max(V, 1), dtype)
+            args["masks"] = masks
+        args["hlast"] = np.zeros((B, depth * S * H), dtype)
+        args["ws"] = ws
     elif kernel == "sample":
-        args = {"layout": layout, "theta": f(N), "h": np.tanh(f(B, H)), "first_ids": ids(B),
-                "uniforms": rng.random((n, B))}
+        args = {"layout": layout, "theta": f(N), "h": np.tanh(f(B, depth * S * H)),
+                "first_ids": ids(B), "uniforms": rng.random((n, B))}
     elif kernel == "train_step":
         args = {"layout": layout, "w": f(N), "g": np.zeros(N, dtype), "X": ids(B, T),
-                "Y": ids(B, T), "h": np.tanh(f(B, H)), "m": np.abs(f(N)),
-                "ws": Workspace(max(B, 1), max(T, 1), max(H, 1), max(V, 1), dtype)}
+                "Y": ids(B, T), "h": np.tanh(f(B, depth * S * H)), "m": np.abs(f(N)),
+                "ws": ws, "masks": masks}
     else:
         args = {"w": f(L), "g": f(L) * 10, "m": np.abs(f(L)), "v": np.abs(f(L))}
     args.update(SCALARS.get(kernel, {}))
@@ -186,13 +209,18 @@ def base_args(kernel: str, sizes: dict, dtype: str, seed: int) -> dict:
 def other_layout(layout: Layout, kind: str):
     """The layout argument replaced as ``kind`` (one of LAYOUT_KINDS) says."""
     H, V, dtype = layout.hidden_size, layout.vocab_size, layout.dtype
+    cell, L = layout.cell, layout.num_layers
     return {"none": lambda: None, "tuple": lambda: (H, V), "int": lambda: H,
             "str": lambda: "rnn",
-            "dtype": lambda: Layout(H, V, "float32" if dtype == np.float64 else "float64"),
-            "hidden": lambda: Layout(H + 1, V, dtype),
-            "vocab": lambda: Layout(H, V + 1, dtype),
+            "dtype": lambda: Layout(H, V, "float32" if dtype == np.float64 else "float64",
+                                    cell, L),
+            "hidden": lambda: Layout(H + 1, V, dtype, cell, L),
+            "vocab": lambda: Layout(H, V + 1, dtype, cell, L),
             # fewer characters than the ids may hold (with V = 1, another H)
-            "smaller vocab": lambda: Layout(H + (V == 1), max(V - 1, 1), dtype)}[kind]()
+            "smaller vocab": lambda: Layout(H + (V == 1), max(V - 1, 1), dtype, cell, L),
+            "cell": lambda: Layout(H, V, dtype, CELLS[(CELLS.index(cell) + 1) % 3], L),
+            "deeper": lambda: Layout(H, V, dtype, cell, L + 1),
+            "shallower": lambda: Layout(H, V, dtype, cell, max(L - 1, 1))}[kind]()
 
 
 def _view_of(base: np.ndarray, like: np.ndarray, offset: int) -> np.ndarray | None:
@@ -275,11 +303,13 @@ def build(recipe: dict) -> dict:
         elif name == "ws":
             s = recipe["sizes"]
             big = [max(s[k], 1) for k in "BTHV"]
+            model = (s.get("cell", "rnn"), s.get("layers", 1))
             args[name] = {"none": None, "dict": {},
-                          "small": Workspace(1, 1, 1, 1, recipe["dtype"]),
+                          "small": Workspace(1, 1, 1, 1, recipe["dtype"], *model),
                           "dtype": Workspace(*big, "float32" if recipe["dtype"] == "float64"
-                                             else "float64"),
-                          "big": Workspace(*(b + 2 for b in big), recipe["dtype"])}[kind]
+                                             else "float64", *model),
+                          "big": Workspace(*(b + 2 for b in big), recipe["dtype"], *model),
+                          "classic": Workspace(*big, recipe["dtype"])}[kind]
         elif kind == "scalar" and name in SCALARS.get(recipe["kernel"], {}):
             args[name] = arg
         elif isinstance(a, np.ndarray) and not isinstance(a, np.ma.MaskedArray):

@@ -7,6 +7,8 @@
   kernel call runs in another thread.
 - One model shared by two threads is safe: ``CharRNN`` takes a lock around its kernel
   calls, so concurrent ``loss_and_grads`` calls give the sequential results.
+- The same for the raw kernels of LSTM, GRU and multi-layer models with dropout: jobs
+  in threads give the results of the jobs in turn, and the long calls release the GIL.
 
 For the bitwise comparisons BLAS is pinned to one thread (threadpoolctl, in the test
 extra), so that every GEMM sums in one order; they skip without it.
@@ -22,7 +24,7 @@ import pytest
 
 from charrnn import CharRNN, Vocab, Workspace
 from charrnn.optim import clip_args, make_optimizer
-from conftest import compiled_kernels, flat
+from conftest import compiled_kernels, flat, make_ids, make_masks, make_stack, make_state
 
 try:
     import threadpoolctl
@@ -308,3 +310,84 @@ def test_model_lock_is_reentrant():
     t.join(timeout=60)
     assert not t.is_alive(), "a call under the held lock deadlocked"
     assert len(out) == 2 and out[0] == out[1]
+
+
+# ----------------------------------------------------------------------------- cells and stacks
+
+def stack_job(backend: str, dtype: str, cell: str, L: int, seed: int, steps: int = 12,
+              B: int = 3, T: int = 10, H: int = 24, V: int = 17):
+    """Train a stack of ``cell`` with the raw ``train_step`` (Adam, dropout, the state
+    carried in place), then sample from it; return (w, losses, state, ids)."""
+    import charrnn
+    K = charrnn.get_kernels(backend)
+    layout, w = make_stack(cell, L, H, V, dtype, seed=seed)
+    h = make_state(layout, B, seed=seed)
+    ws = Workspace.for_layout(layout, B, T)
+    g, m, v = layout.zeros(), layout.zeros(), layout.zeros()
+    losses = []
+    for step in range(steps):
+        X, Y = make_ids(B, T, V, seed=seed + step)
+        masks = make_masks(layout, B, T, 0.3, seed=seed + step)
+        losses.append(K.train_step(layout, w, g, X, Y, h, ws, "adam", (m, v), 1e-2,
+                                   (0.9, 0.999, 1e-8, step + 1), 5.0, 1.0, masks))
+    U = np.random.default_rng(seed).random((50, B))
+    ids = K.sample(layout, w, h, np.arange(B, dtype=np.int32), U, 0.9, 5)
+    return w.copy(), losses, h.copy(), ids
+
+
+def stack_jobs(backend: str, dtype: str) -> list:
+    return [lambda c=c, L=L, s=s: stack_job(backend, dtype, c, L, s)
+            for s, (c, L) in enumerate([("lstm", 2), ("gru", 1), ("rnn", 3), ("lstm", 1)])]
+
+
+@pytest.mark.usefixtures("one_blas_thread")
+def test_threads_train_stacks_as_if_in_turn(backend, dtype):
+    fns = stack_jobs(backend, dtype.name)
+    sequential = [f() for f in fns]
+    for round_ in range(2):
+        assert_same(run_threaded(fns), sequential, f"round {round_}")
+
+
+def _long_stack_call(K, kernel: str, min_seconds: float = 0.35):
+    """A (call, seconds) pair of one LSTM kernel call of at least ``min_seconds``."""
+    B, H, V = 8, 128, 64
+    layout, theta = make_stack("lstm", 2, H, V, "float64", seed=0)
+    T = 32
+    while True:
+        X, Y = make_ids(B, T, V)
+        h = make_state(layout, B)
+        ws = Workspace.for_layout(layout, B, T)
+        masks = make_masks(layout, B, T)
+        if kernel == "loss_and_grads":
+            def call(X=X, h=h, ws=ws, masks=masks):
+                K.loss_and_grads(layout, theta, layout.zeros(), X, Y, h, np.empty_like(h), ws,
+                                 masks)
+        elif kernel == "train_step":
+            w = theta.copy()
+
+            def call(X=X, h=h, ws=ws, masks=masks, w=w):
+                K.train_step(layout, w, np.zeros_like(w), X, Y, h, ws, "sgd", (), 0.0, (),
+                             5.0, np.inf, masks)
+        else:
+            U = np.random.default_rng(0).random((T, B))
+
+            def call(X=X, h=h, U=U):
+                K.sample(layout, theta, h.copy(), X[:, 0].copy(), U)
+        seconds = _timed(call)
+        if seconds >= min_seconds or T >= 2**14:
+            return call, seconds
+        T *= 2
+
+
+@pytest.mark.usefixtures("quiet_blas")
+@pytest.mark.parametrize("kernel", ["loss_and_grads", "train_step", "sample"])
+def test_compiled_stack_kernels_release_the_gil(kernel):
+    """As test_compiled_kernels_release_the_gil, for a 2-layer LSTM with dropout."""
+    K = compiled_kernels()
+    call, seconds = _long_stack_call(K, kernel)
+    assert seconds >= 0.2, f"could not make a call of 0.2 s ({seconds:.3f} s)"
+    baseline, slept = _count_while(lambda: time.sleep(seconds / 8))
+    during, took = _count_while(call)
+    assert took >= 0.2
+    assert during > baseline, (f"{during} counts during a {took:.3f} s kernel call vs "
+                               f"{baseline} in {slept:.3f} s of sleep")
