@@ -31,8 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .kernels.backend import available_backends, get_kernels, implements
-from .layout import Layout
+from .kernels.backend import available_backends
 from .config import CELLS, DTYPES, TrainConfig
 from .data.batches import Batches
 from .data.vocab import id_dtype
@@ -403,13 +402,9 @@ def quick_bench(B: int = BATCH_SIZE, H: int = HIDDEN_SIZE, T: int = SEQ_LENGTH,
 
     Returns a dict with the thread record, one summary per backend and task, and the
     paired ratio of each backend to the slowest-expected one (numpy) when both ran.
-    Without ``backends``, every installed backend that implements the model runs.
     """
     model = dict(cell=cell, num_layers=num_layers)
-    if not backends:
-        layout = Layout(H, V, dtype, cell, num_layers)
-        backends = [b for b in available_backends()
-                    if get_kernels(b).NAME == "numpy" or implements(layout, dropout)]
+    backends = list(backends) or available_backends()
     rounds = ROUNDS
     tasks = 2 if sample else 1
     slot = seconds / (rounds + 1) / (len(backends) * tasks)  # +1: the warm-up

@@ -82,7 +82,7 @@ class CharRNN:
         self.num_layers = self.layout.num_layers
         self.state_size = self.layout.state_size
         self.seed = seed
-        self._K = get_kernels(backend, self.layout, self.dropout)
+        self._K = get_kernels(backend)
         self.theta = self.layout.zeros()
         self.grad = self.layout.zeros()
         self._params = self.layout.views(self.theta)
@@ -105,7 +105,7 @@ class CharRNN:
 
     def set_backend(self, backend: str) -> None:
         """Switch the kernels that run this model; the parameters stay as they are."""
-        self._K = get_kernels(backend, self.layout, self.dropout)
+        self._K = get_kernels(backend)
 
     @property
     def params(self) -> MappingProxyType:

@@ -1,8 +1,8 @@
 """Backend selection: the compiled kernels (``cython``) or the NumPy reference (``numpy``).
 
 ``backend="auto"`` takes ``$CHARRNN_BACKEND`` if set, else the compiled kernels if they
-import (and implement the model), else NumPy with a warning (once). With
-``CHARRNN_REQUIRE_EXT=1`` a missing or broken extension is an error instead.
+import, else NumPy with a warning (once). With ``CHARRNN_REQUIRE_EXT=1`` a missing or
+broken extension is an error instead.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import warnings
 from types import ModuleType
 
 from .. import config
-from . import checks, reference
+from . import reference
 
 BACKENDS = config.BACKENDS[1:]          # the twins "auto" picks from
 
@@ -28,14 +28,7 @@ else:
     except Exception as e:  # a broken build: ImportError, or anything else
         _ext_error = e
 
-_warned: set[str] = set()
-
-
-def _warn_once(reason: str) -> None:
-    if reason not in _warned:
-        warnings.warn(reason + "; falling back to the NumPy backend (slower)",
-                      RuntimeWarning, stacklevel=4)
-        _warned.add(reason)
+_warned = False
 
 
 class BackendUnavailable(ImportError):
@@ -51,20 +44,9 @@ def available_backends() -> list[str]:
     return (["cython"] if _ext is not None else []) + ["numpy"]
 
 
-def implements(layout, dropout: float = 0.0) -> bool:
-    """Whether the compiled kernels (if built) implement the model of ``layout`` trained
-    with ``dropout``."""
-    try:
-        checks.compiled_supports(layout, True if dropout else None)   # (masks or None)
-    except ValueError:
-        return False
-    return True
-
-
-def get_kernels(backend: str = "auto", layout=None, dropout: float = 0.0) -> ModuleType:
-    """The kernel module for ``backend`` ("auto", "cython" or "numpy"), and for the model
-    of ``layout`` (trained with ``dropout``) if given: the compiled kernels must implement
-    it ("cython": a ``ValueError`` if not; "auto": NumPy then)."""
+def get_kernels(backend: str = "auto") -> ModuleType:
+    """The kernel module for ``backend`` ("auto", "cython" or "numpy")."""
+    global _warned
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, not {type(backend).__name__}")
     name = backend.lower()
@@ -77,16 +59,13 @@ def get_kernels(backend: str = "auto", layout=None, dropout: float = 0.0) -> Mod
     if name == "numpy":
         return reference
     if _ext is not None:
-        if name == "cython" and layout is not None:
-            checks.compiled_supports(layout, True if dropout else None)   # or ValueError
-        if layout is None or name == "cython" or implements(layout, dropout):
-            return _ext
-        _warn_once(f"the compiled kernels do not implement a {layout.num_layers}-layer "
-                   f"{layout.cell}{' with dropout' if dropout else ''} yet")
-        return reference
+        return _ext
     reason = f"the compiled extension charrnn._kernels is unavailable: {_ext_error!r}"
     if name == "cython" or _require_ext():
         raise BackendUnavailable(reason + (" (CHARRNN_REQUIRE_EXT is set)"
                                            if _require_ext() else ""))
-    _warn_once(reason)
+    if not _warned:
+        warnings.warn(reason + "; falling back to the NumPy backend (slower)",
+                      RuntimeWarning, stacklevel=3)
+        _warned = True
     return reference

@@ -2,8 +2,8 @@
 cell and depth does (fit with exact resume under dropout, sample, generate, sample_many,
 score, save and load), and bad arguments get clear errors.
 
-The kernels themselves are tested in tests/kernels (test_cells*.py); here each backend that
-implements a model runs it.
+The kernels themselves are tested in tests/kernels (test_cells*.py); here each backend runs
+every model.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from charrnn import CharRNN, CheckpointError, Vocab
 from charrnn import checkpoint as ckpt
 from charrnn.api import read as read_checkpoint
 from charrnn.dropout import StepMasks, dropout_masks
-from charrnn.kernels.backend import implements
 from charrnn.layout import Layout
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, "
@@ -39,15 +38,7 @@ def backend(request):
     return request.param
 
 
-def _needs(backend, cell, L, dropout=0.0, H=8, V=20, dtype="float64"):
-    """Skip a compiled run of a model the compiled kernels do not implement yet."""
-    if backend == "cython" and not implements(Layout(H, V, dtype, cell, L), dropout):
-        pytest.skip(f"the compiled kernels do not implement a {L}-layer {cell}"
-                    f"{' with dropout' if dropout else ''} yet")
-
-
 def _model(cell, L, backend="numpy", dropout=0.0, H=8, dtype="float64", seed=0):
-    _needs(backend, cell, L, dropout, H)
     return CharRNN(Vocab.from_text(TEXT), H, dtype, seed, backend, cell, L, dropout)
 
 
@@ -110,29 +101,11 @@ def test_a_state_of_the_wrong_structure_is_refused():
         m.loss(np.stack([X[:-1]] * 2), np.stack([X[1:]] * 2), hprev=np.zeros((2, 16)))
 
 
-def test_the_compiled_backend_asked_for_a_model_it_does_not_implement_is_an_error(
-        monkeypatch):
-    import charrnn.kernels.backend as kb
-    if "cython" not in charrnn.available_backends():
-        pytest.skip("the compiled extension is not built")
-    for cell, L, p in (("lstm", 1, 0.0), ("gru", 2, 0.0), ("rnn", 1, 0.5)):
-        if implements(Layout(8, 20, "float64", cell, L), p):
-            continue
-        with pytest.raises(ValueError, match="use backend='numpy'"):
-            CharRNN(Vocab.from_text(TEXT), 8, cell=cell, num_layers=L, dropout=p,
-                    backend="cython")
-        monkeypatch.setattr(kb, "_warned", set())   # (the note is given once per process)
-        with pytest.warns(RuntimeWarning, match="falling back to the NumPy backend"):
-            m = CharRNN(Vocab.from_text(TEXT), 8, cell=cell, num_layers=L, dropout=p)
-        assert m.backend == "numpy"
-
-
 # ----------------------------------------------------------------------------- training
 
 @pytest.mark.parametrize("cell,L", MODELS)
 def test_a_run_stopped_and_resumed_with_dropout_equals_an_uninterrupted_one(
         tmp_path, backend, cell, L):
-    _needs(backend, cell, L, 0.3)
     kw = dict(SMALL, cell=cell, num_layers=L, dropout=0.3, backend=backend)
     whole = charrnn.train(TEXT, steps=16, checkpoint=tmp_path / "whole.ckpt.npz", **kw)
     charrnn.train(TEXT, steps=9, checkpoint=tmp_path / "part.ckpt.npz", **kw)

@@ -29,7 +29,7 @@ def no_ext(monkeypatch):
     """Pretend the compiled extension failed to import, with the warning not yet given."""
     monkeypatch.setattr(B, "_ext", None)
     monkeypatch.setattr(B, "_ext_error", ImportError("simulated: no module charrnn._kernels"))
-    monkeypatch.setattr(B, "_warned", set())
+    monkeypatch.setattr(B, "_warned", False)
 
 
 def test_the_package_exports_the_kernels_backend():
