@@ -359,10 +359,12 @@ cdef void _layer_backward(const Dims* d, const floating* w, floating* g, int l,
     if d.cell == _GRU:
         _colsum(dAh, N, GH, g + (_param(d, w, l, 3) - w))         # dbh = dAh.sum(axis=0)
     if l == 0:
-        # dWx0[:, X[b, t]] += dax_t[b]                  a scatter, the gather's twin; the
-        # logits' buffer zs (T*B, V) is free by now, scratch for dWx0.T when it fits
+        # dWx0[:, X[b, t]] += dax_t[b]                  a scatter, the gather's twin; but
+        # for the rnn (whose dAx it is) this layer's dh block (T*B, H) is done with:
+        # scratch for dWx0.T when it fits (zs keeps dz, as the reference leaves it)
         _scatter(dAx, X, B, T, GH, d.V, g + (_param(d, w, l, 0) - w),
-                 <floating*>bf.zs if N >= GH else NULL)
+                 dhs if d.cell != _RNN and <Py_ssize_t>N * H >= <Py_ssize_t>d.V * GH
+                 else NULL)
         return
     # dWx = dAx.T @ in                                  (GH, H) = (GH, T*B) @ (T*B, H)
     gemm(True, False, GH, H, N, <floating>1, dAx, GH,

@@ -253,3 +253,20 @@ def test_a_step_that_diverges_updates_nothing(compiled):
     assert not (np.isfinite(loss) and np.isfinite(norm))
     np.testing.assert_array_equal(w, theta)
     assert not m.any()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("B,T", [(8, 40), (2, 3)])       # layer 0's scatter both ways
+def test_the_workspace_keeps_dz_as_the_reference_does(compiled, cell, B, T):
+    """After loss_and_grads, ws.zs holds dz = (p - onehot(Y)) / B in both twins (the
+    compiled kernels borrow other buffers as scratch, never that one)."""
+    H, V = 16, 30
+    layout, theta = make_stack(cell, 2, H, V, np.float64, seed=70)
+    X, Y = make_ids(B, T, V, seed=71)
+    h0 = make_state(layout, B, seed=72)
+    zs = []
+    for K in (NP, compiled):
+        ws = Workspace.for_layout(layout, B, T)
+        K.loss_and_grads(layout, theta, layout.zeros(), X, Y, h0, np.empty_like(h0), ws)
+        zs.append(ws.zs[:T * B * V].copy())
+    assert_close_to_ref("dz", zs[1], zs[0], **F64)
