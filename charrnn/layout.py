@@ -26,10 +26,14 @@ for layer 0, H above it:
 
 then the output layer, ``Why (V, H)`` and ``by (V,)``. These are drawn from the generator
 in that order as PyTorch initialises ``nn.RNN``/``nn.LSTM``/``nn.GRU`` and ``nn.Linear``:
-every entry uniform in [-1/sqrt(H), 1/sqrt(H)] (``init == "uniform"``). PyTorch's rnn and
-lstm layers have two biases whose sum is what the cell adds; the one bias b{l} stands for
-that sum and is drawn as one (``init == "uniform+uniform"``: two uniform arrays, added),
-so its distribution is PyTorch's. On export b{l} is ``bias_ih`` and ``bias_hh`` is zero.
+every entry uniform in [-1/sqrt(H), 1/sqrt(H)] (``init == "uniform"``), but for layer 0's
+input weights Wx0, which are N(0, 1) (``init == "randn"``): the scale of the effective
+input weights of the textbook model, whose N(0, 1) embedding feeds the first layer (a
+uniform(+-1/sqrt(H)) Wx0 makes a one-hot model learn far slower per step; measured in
+``benchmarks/QUALITY.md``). PyTorch's rnn and lstm layers have two biases whose sum is what
+the cell adds; the one bias b{l} stands for that sum and is drawn as one
+(``init == "uniform+uniform"``: two uniform arrays, added), so its distribution is
+PyTorch's. On export b{l} is ``bias_ih`` and ``bias_hh`` is zero.
 
 The carried state of B streams is one C-contiguous (B, state_size) array,
 state_size = L*S*H with S = 2 for the LSTM (h, then c) and 1 otherwise: layer l's h is
@@ -57,7 +61,8 @@ class Param(NamedTuple):
     name: str                   # e.g. "Wxh", "Wh1", "by"
     shape: tuple[int, ...]
     offset: int                 # where it starts in the flat vector
-    init: str                   # "randn*0.01", "zeros", "uniform" or "uniform+uniform"
+    init: str                   # "randn*0.01", "zeros", "randn", "uniform" or
+                                # "uniform+uniform"
     torch_name: str             # its key in a PyTorch word_language_model state_dict
 
     @property
@@ -92,7 +97,8 @@ def _stack_params(cell: str, H: int, V: int, L: int) -> list[tuple[str, tuple[in
     params = []
     for l in range(L):
         In = V if l == 0 else H
-        params += [(f"Wx{l}", (GH, In), "uniform", f"rnn.weight_ih_l{l}"),
+        params += [(f"Wx{l}", (GH, In), "randn" if l == 0 else "uniform",
+                    f"rnn.weight_ih_l{l}"),
                    (f"Wh{l}", (GH, H), "uniform", f"rnn.weight_hh_l{l}")]
         if cell == "gru":
             params += [(f"bx{l}", (GH,), "uniform", f"rnn.bias_ih_l{l}"),
@@ -254,7 +260,7 @@ class Layout:
 
         The classic RNN: ``randn * 0.01``, biases zero. Every other layout: uniform in
         [-1/sqrt(H), 1/sqrt(H)], the one bias of an rnn or lstm layer the sum of two such
-        draws (the module docstring says why).
+        draws, layer 0's input weights N(0, 1) (the module docstring says why).
         """
         k = 1 / math.sqrt(self.hidden_size)
         for name, p in self.views(flat).items():
@@ -263,6 +269,8 @@ class Layout:
                 p[...] = 0
             elif init == "randn*0.01":
                 p[...] = rng.standard_normal(p.shape) * 0.01
+            elif init == "randn":
+                p[...] = rng.standard_normal(p.shape)
             elif init == "uniform":
                 p[...] = rng.uniform(-k, k, p.shape)
             else:                                               # "uniform+uniform"

@@ -30,7 +30,8 @@ def expected_params(cell: str, L: int, H: int, V: int) -> list[tuple[str, tuple,
     G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
     out = []
     for l in range(L):
-        out += [(f"Wx{l}", (G * H, V if l == 0 else H), "uniform", f"rnn.weight_ih_l{l}"),
+        out += [(f"Wx{l}", (G * H, V if l == 0 else H), "randn" if l == 0 else "uniform",
+                 f"rnn.weight_ih_l{l}"),
                 (f"Wh{l}", (G * H, H), "uniform", f"rnn.weight_hh_l{l}")]
         if cell == "gru":
             out += [(f"bx{l}", (G * H,), "uniform", f"rnn.bias_ih_l{l}"),
@@ -129,8 +130,9 @@ def test_state_columns(cell, L):
 @pytest.mark.parametrize("seed", (0, 5))
 def test_initialisation_is_pytorchs(dtype, cell, L, seed):
     """Every entry uniform in [-1/sqrt(H), 1/sqrt(H)] drawn in parameter order; the one bias
-    of an rnn or lstm layer the sum of two such draws (PyTorch's bias_ih + bias_hh). (The
-    1-layer RNN keeps the classic initialisation: the test above.)"""
+    of an rnn or lstm layer the sum of two such draws (PyTorch's bias_ih + bias_hh); layer
+    0's input weights N(0, 1). (The 1-layer RNN keeps the classic initialisation: the test
+    above.)"""
     H, V = 9, 5
     layout = Layout(H, V, dtype, cell, L)
     flat = layout.zeros()
@@ -140,14 +142,19 @@ def test_initialisation_is_pytorchs(dtype, cell, L, seed):
     k = 1 / math.sqrt(H)
     views = layout.views(flat)
     for p in layout.params:
-        want = rng.uniform(-k, k, p.shape)
+        if p.init == "randn":
+            assert p.name == "Wx0"
+            want = rng.standard_normal(p.shape)
+        else:
+            want = rng.uniform(-k, k, p.shape)
         if p.init == "uniform+uniform":
             want = want + rng.uniform(-k, k, p.shape)
         assert views[p.name].tobytes() == want.astype(dtype).tobytes(), p.name
     after = np.random.default_rng(seed)
     layout.init(layout.zeros(), after)
     assert after.standard_normal() == rng.standard_normal()    # advanced by exactly those
-    assert np.all(np.abs(flat) <= 2 * k) and np.all(np.isfinite(flat))
+    rest = np.concatenate([views[p.name].ravel() for p in layout.params if p.name != "Wx0"])
+    assert np.all(np.abs(rest) <= 2 * k) and np.all(np.isfinite(flat))
 
 
 @pytest.mark.parametrize("cell", TEST_CELLS)
