@@ -45,8 +45,11 @@ def measure(path: Path, steps: int = STEPS, eval_every: int = EVAL_EVERY,
            "controls": controls, "config": r.model._train_state.config.to_dict(),
            "points": points, "seconds": time.perf_counter() - t0}
     ref = json.loads(REFERENCE.read_text()) if REFERENCE.is_file() else None
+    # the same run: the same text, steps and controls, and the same defaults (a changed
+    # default model or schedule has no reference until one is recorded)
     same = (ref is not None and ref["steps"] == steps and ref["eval_every"] == eval_every
-            and ref["controls"] == controls and Path(ref["text"]).name == path.name)
+            and ref["controls"] == controls and Path(ref["text"]).name == path.name
+            and ref.get("config") == out["config"])
     if same:
         tol = ref["tolerance"]
         want = dict(map(tuple, ref["points"]))
@@ -95,7 +98,8 @@ def main(argv=None) -> int:
             "recorded": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": "python benchmarks/quality_check.py " + " ".join(argv or sys.argv[1:]),
             "text": args.file.name, "steps": args.steps, "eval_every": args.eval_every,
-            "controls": {}, "tolerance": args.tolerance, "points": res["points"]},
+            "controls": {}, "config": res["config"], "tolerance": args.tolerance,
+            "points": res["points"]},
             indent=1) + "\n")
         print(f"recorded {REFERENCE}")
     if args.json:

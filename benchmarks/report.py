@@ -50,8 +50,8 @@ def find_case(res: dict, task: str, dtype: str, threads: int, B: int | None = No
 
 # ----------------------------------------------------------------------------- targets
 
-# (task, (B, H, T[, cell, num_layers]) or H, dtype, threads, kind, impl, baseline, threshold,
-#  case, target); a training size without a cell is the 1-layer vanilla RNN
+# (task, (B, H, T[, cell, num_layers]) or H or (H, cell[, num_layers]), dtype, threads, kind,
+#  impl, baseline, threshold, case, target); a size without a cell is the 1-layer vanilla RNN
 TARGETS = [
     ("train", (1, 100, 25), "float64", 1, "ratio", "compiled", "classic", 8.0,
      "training (1,100,25) float64, 1 thread", "compiled ≥ 8× classic"),
@@ -72,17 +72,23 @@ TARGETS = [
     ("train", (64, 512, 100, "lstm"), "float32", 1, "bound", "compiled", None, 0.85,
      "training (64,512,100) LSTM float32, 1 thread",
      "compiled ≥ 85% of the BLAS-shape bound"),
+    ("train", (64, 512, 100, "lstm"), "float32", 2, "ratio", "compiled", "torch", 1.3,
+     "training (64,512,100) LSTM float32, 2 threads", "compiled ≥ 1.3× PyTorch"),
     ("train", (64, 512, 100, "gru"), "float32", 1, "ratio", "compiled", "torch", 1.3,
      "training (64,512,100) GRU float32, 1 thread", "compiled ≥ 1.3× PyTorch"),
     ("train", (64, 512, 100, "gru"), "float32", 1, "bound", "compiled", None, 0.85,
      "training (64,512,100) GRU float32, 1 thread",
      "compiled ≥ 85% of the BLAS-shape bound"),
+    ("train", (64, 512, 100, "gru"), "float32", 2, "ratio", "compiled", "torch", 1.3,
+     "training (64,512,100) GRU float32, 2 threads", "compiled ≥ 1.3× PyTorch"),
     ("train", (1, 256, 100, "lstm"), "float32", 1, "ratio", "compiled", "torch", 3.0,
      "training (1,256,100) LSTM float32, 1 thread", "compiled ≥ 3× PyTorch"),
     ("sample", 100, "float32", 1, "bound", "compiled", None, 0.85,
      "sampling H=100 float32, 1 thread", "compiled ≥ 85% of its bound"),
     ("sample", 512, "float32", 1, "bound", "compiled", None, 0.80,
      "sampling H=512 float32, 1 thread", "compiled ≥ 80% of its bound"),
+    ("sample", (512, "lstm"), "float32", 1, "bound", "compiled", None, 0.80,
+     "sampling LSTM H=512 float32, 1 thread", "compiled ≥ 80% of its bound"),
     ("api", ("sample(100000)", 100), "float32", 1, "bound", "api", None, 0.85,
      "model.sample(100_000) H=100 float32, 1 thread", "≥ 85% of the sampling bound"),
     ("api", ("sample(1000)", 100), "float32", 1, "bound", "api", None, 0.70,
@@ -118,8 +124,9 @@ def evaluate_targets(res: dict) -> list[dict[str, Any]]:
             call, H = size
             c = next((c for c in res.get("api", []) if c["call"] == call and c["H"] == H
                       and c["dtype"] == dtype and c["threads"] == threads), None)
-        else:
-            c = find_case(res, task, dtype, threads, 1, size)
+        else:                                  # sampling: H, or (H, cell[, num_layers])
+            H, *model = size if isinstance(size, tuple) else (size,)
+            c = find_case(res, task, dtype, threads, 1, H, None, *model)
         row = {"case": case, "target": target, "measured": "not measured", "met": None}
         r = c["results"].get(impl) if c else None
         if r is not None:

@@ -30,6 +30,7 @@ import quality_check  # noqa: E402  (its defaults are the command's)
 
 IMPLS = ("compiled", "numpy", "classic", "torch")
 FULL_CONFIGS = ((1, 100, 25), (32, 256, 50), (64, 512, 100), (1, 512, 100))
+CELL_CONFIGS = ((64, 512, 100), (1, 256, 100))   # of every model but the 1-layer RNN
 FULL_ALLOC = ((1, 100, 25, "float64"), (1, 100, 25, "float32"), (32, 256, 50, "float32"))
 
 
@@ -95,10 +96,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--configs", type=_config, nargs="+", default=list(FULL_CONFIGS),
                    metavar="B,H,T", help="training configurations")
     p.add_argument("--vocab-size", type=_pos_int, default=65)
-    p.add_argument("--cells", nargs="+", choices=("rnn", "lstm", "gru"), default=["rnn"],
+    p.add_argument("--cells", nargs="+", choices=("rnn", "lstm", "gru"),
+                   default=["rnn", "lstm", "gru"],
                    help="the cells of the training and sampling cases (design.md 2b)")
-    p.add_argument("--num-layers", type=_pos_int, nargs="+", default=[1], metavar="L",
+    p.add_argument("--num-layers", type=_pos_int, nargs="+", default=[1, 2], metavar="L",
                    help="the depths of the stacks of those cells")
+    p.add_argument("--cell-configs", type=_config, nargs="*", default=list(CELL_CONFIGS),
+                   metavar="B,H,T", help="training configurations of every model but the "
+                   "1-layer vanilla RNN (which runs --configs)")
+    p.add_argument("--cell-dtypes", nargs="*", choices=("float32", "float64"),
+                   default=["float32"], help="... and their dtypes")
+    p.add_argument("--cell-sample-hidden", type=_pos_int, nargs="*", default=[512],
+                   metavar="H", help="... and their hidden sizes for sampling at B=1")
     p.add_argument("--dropout", type=_dropout, default=0.0,
                    help="dropout rate p in training, for every model but the 1-layer "
                         "vanilla RNN (the classic has none)")
@@ -155,7 +164,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-SMOKE = dict(configs=[(1, 8, 4), (2, 8, 4)], threads=[1], sample_hidden=[8],
+SMOKE = dict(configs=[(1, 8, 4), (2, 8, 4)], cell_configs=[(2, 8, 4)],
+             cell_sample_hidden=[8], threads=[1], sample_hidden=[8],
              sample_chars=20, api_sample_hidden=[8], api_sample_chars=[20, 50],
              api_many=(3, 20, 8), score_hidden=8, score_chars=5000, rounds=2, round_time=0.01, warmup=0.005, pause=0.0,
              bound_rounds=2, bound_round_time=0.002, peak_size=64,

@@ -92,6 +92,29 @@ class Suite:
         """The (cell, num_layers) of the training and sampling cases, in order."""
         return [(cell, L) for cell in self.a.cells for L in self.a.num_layers]
 
+    def _grid(self, vanilla_sizes, cell_sizes) -> list[tuple]:
+        """(size, cell, L, dtype) of the cases: the 1-layer vanilla RNN at
+        ``vanilla_sizes`` in every ``--dtypes``, every other model at ``cell_sizes`` in
+        ``--cell-dtypes``."""
+        grid = []
+        for cell, L in self.models():
+            vanilla = (cell, L) == ("rnn", 1)
+            sizes, dtypes = ((vanilla_sizes, self.a.dtypes) if vanilla
+                             else (cell_sizes, self.a.cell_dtypes))
+            grid += [(size, cell, L, d) for size in sizes for d in dtypes]
+        return grid
+
+    def train_grid(self) -> list[tuple]:
+        """(B, H, T, cell, L, dtype) of the training cases: ``--configs`` for the vanilla
+        RNN, ``--cell-configs`` for the others."""
+        return [(*size, cell, L, d)
+                for size, cell, L, d in self._grid(self.a.configs, self.a.cell_configs)]
+
+    def sample_grid(self) -> list[tuple]:
+        """(H, cell, L, dtype) of the sampling cases: ``--sample-hidden`` for the vanilla
+        RNN, ``--cell-sample-hidden`` for the others."""
+        return self._grid(self.a.sample_hidden, self.a.cell_sample_hidden)
+
     def log(self, msg: str) -> None:
         if not self.a.quiet:
             print(f"[{time.perf_counter() - self.t0:7.1f}s] {msg}", file=sys.stderr,
@@ -276,19 +299,15 @@ class Suite:
                     out["notes"].append(f"threads={threads}: scipy's OpenBLAS was not "
                                         "listed by threadpoolctl, so it may not be pinned")
                 meter = bound.BoundMeter(threads, a.bound_rounds, a.bound_round_time)
-                for B, H, T in a.configs:
-                    for cell, L in self.models():
-                        for dtype in a.dtypes:
-                            self.log(f"train B={B} H={H} T={T} {cell}x{L} {dtype} "
-                                     f"threads={threads}")
-                            out["train"].append(self.train_case(B, H, T, dtype, threads,
-                                                                meter, cell, L))
-                for H in a.sample_hidden:
-                    for cell, L in self.models():
-                        for dtype in a.dtypes:
-                            self.log(f"sample H={H} {cell}x{L} {dtype} threads={threads}")
-                            out["sample"].append(self.sample_case(H, dtype, threads, meter,
-                                                                  cell, L))
+                for B, H, T, cell, L, dtype in self.train_grid():
+                    self.log(f"train B={B} H={H} T={T} {cell}x{L} {dtype} "
+                             f"threads={threads}")
+                    out["train"].append(self.train_case(B, H, T, dtype, threads, meter,
+                                                        cell, L))
+                for H, cell, L, dtype in self.sample_grid():
+                    self.log(f"sample H={H} {cell}x{L} {dtype} threads={threads}")
+                    out["sample"].append(self.sample_case(H, dtype, threads, meter,
+                                                          cell, L))
                 if threads == 1 and not a.no_api:
                     out["api"].extend(self.api_cases(threads, meter))
                 for dtype in a.dtypes:

@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dropout", type=float, default=0.0,
                    help="rate between the layers and before the output layer")
     p.add_argument("--time-budget", type=float, default=600.0)
+    p.add_argument("--steps", type=int, default=None,
+                   help="stop after this many steps (as well as after the time budget)")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     pos = step = 0
     best = (math.inf, 0)
     spent = 0.0                                            # training seconds only
-    while spent < args.time_budget:
+    while spent < args.time_budget and (args.steps is None or step < args.steps):
         t0 = time.perf_counter()
         if pos + T > L:                                     # a new pass: reset the state
             pos, h = 0, torch_peer.zero_state(rnn, B)

@@ -47,9 +47,17 @@ def _finite_positive(x) -> bool:
 
 def test_smoke_json_has_every_case_and_implementation(smoke):
     res, _, _, _ = smoke
-    assert [(c["B"], c["H"], c["T"], c["dtype"]) for c in res["train"]] == [
-        (1, 8, 4, "float32"), (1, 8, 4, "float64"), (2, 8, 4, "float32"), (2, 8, 4, "float64")]
-    assert [(c["H"], c["dtype"]) for c in res["sample"]] == [(8, "float32"), (8, "float64")]
+    # the 1-layer vanilla RNN on every config and dtype, then every other model (cells x
+    # depths) on the cell configs in float32
+    others = [(cell, L) for cell in ("rnn", "lstm", "gru") for L in (1, 2)][1:]
+    assert [(c["B"], c["H"], c["T"], c["dtype"], c["cell"], c["num_layers"])
+            for c in res["train"]] == [
+        (1, 8, 4, "float32", "rnn", 1), (1, 8, 4, "float64", "rnn", 1),
+        (2, 8, 4, "float32", "rnn", 1), (2, 8, 4, "float64", "rnn", 1)] + [
+        (2, 8, 4, "float32", cell, L) for cell, L in others]
+    assert [(c["H"], c["dtype"], c["cell"], c["num_layers"]) for c in res["sample"]] == [
+        (8, "float32", "rnn", 1), (8, "float64", "rnn", 1)] + [
+        (8, "float32", cell, L) for cell, L in others]
     for c in res["train"] + res["sample"]:
         assert c["threads"] == 1
         for impl in IMPLS:                       # measured, or skipped with a reason

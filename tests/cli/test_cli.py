@@ -331,7 +331,7 @@ MISTAKES = [
     (["train", "--cell", "tree"], 2, r"--cell: invalid choice: 'tree'"),
     (["train", "--num-layers", "0"], 2, r"num-layers.*positive integer"),
     (["train", "--dropout", "1"], 2, r"--dropout: a number in \[0, 1\)"),
-    (["train", "--resume", "m.ckpt.npz", "--cell", "lstm"], 2, r"--cell cannot change"),
+    (["train", "--resume", "m.ckpt.npz", "--cell", "gru"], 2, r"--cell cannot change"),
     (["train", "--resume", "m.ckpt.npz", "--dropout", "0.5"], 2, r"--dropout cannot change"),
 ]
 

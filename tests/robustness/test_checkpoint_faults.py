@@ -33,11 +33,13 @@ POSIX = os.name == "posix"
 
 def full_state(model: charrnn.CharRNN, step: int) -> TrainState:
     """A complete training state whose every part is derived from ``step``."""
-    cfg = TrainConfig(hidden_size=model.hidden_size, dtype=model.dtype.name, batch_size=2,
-                      seq_length=4, optimizer="adam").validate()
+    cfg = TrainConfig(hidden_size=model.hidden_size, cell=model.cell,
+                      num_layers=model.num_layers, dropout=model.dropout,
+                      dtype=model.dtype.name, batch_size=2, seq_length=4,
+                      optimizer="adam").validate()
     opt = make_optimizer("adam", model.num_params, model.dtype, 1e-3)
     state = TrainState(config=cfg, optimizer=opt,
-                            h=np.zeros((2, model.hidden_size), model.dtype))
+                       h=np.zeros((2, model.state_size), model.dtype))
     return set_step(state, step)
 
 

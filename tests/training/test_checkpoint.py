@@ -27,11 +27,12 @@ def _cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def trained(tmp_path):
-    """A tiny model trained a few steps, saved with its full state."""
+    """A tiny 1-layer RNN (the classic names; the cells' files are
+    tests/api/test_cells_api.py's) trained a few steps, saved with its full state."""
     path = tmp_path / "m.ckpt.npz"
     r = charrnn.train(TEXT, hidden_size=12, batch_size=3, seq_length=7, steps=9,
                       eval_every=4, sample_every=5, sample_length=5, verbose=False,
-                      checkpoint=path, optimizer="adam")
+                      checkpoint=path, optimizer="adam", cell="rnn", dropout=0.0)
     return r.model, path
 
 

@@ -168,7 +168,7 @@ def test_two_ranks_train_what_one_process_with_twice_the_streams_trains(tmp_path
     assert rel(m2.theta, m1.theta) <= 1e-12
     for slot in s1.optimizer.slots:
         assert rel(s2.optimizer.state[slot], s1.optimizer.state[slot]) <= 1e-12
-    assert s2.h.shape == s1.h.shape == (6, 16)
+    assert s2.h.shape == s1.h.shape == (6, m1.state_size)
     assert rel(s2.h, s1.h) <= 1e-12         # rank r's streams are rows 3r..3r+2
     assert s2.best_val_loss == pytest.approx(s1.best_val_loss, rel=1e-12)
     assert s2.rng_state == s1.rng_state     # the samples drew the same uniforms
@@ -226,7 +226,7 @@ def test_resume_on_another_world_size_starts_the_walk_again(tmp_path):
     p = run(tmp_path, "train", "--resume", "c.ckpt.npz", "--steps", "5")
     assert "trained on 2 process(es) and continues on 1" in p.stdout
     m1, s1 = state_of(tmp_path / "c.ckpt.npz")
-    assert s1.world_size == 1 and s1.step == 20 and s1.h.shape == (2, 16)
+    assert s1.world_size == 1 and s1.step == 20 and s1.h.shape == (2, m1.state_size)
     assert s1.position == 5 * 10 and s1.epoch == 0      # the walk began again
     assert s1.optimizer.t == s0.optimizer.t + 5            # the optimizer continued
 

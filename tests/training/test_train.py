@@ -364,6 +364,8 @@ def test_classic_preset():
     c = TrainConfig.classic()
     assert (c.hidden_size, c.seq_length, c.batch_size, c.optimizer, c.lr, c.clip_kind,
             c.clip) == (100, 25, 1, "adagrad", 0.1, "value", 5.0)
+    # min-char-rnn's model, whatever the default model is
+    assert (c.cell, c.num_layers, c.dropout, c.lr_decay) == ("rnn", 1, 0.0, 1.0)
     assert TrainConfig.classic(lr=0.05).lr == 0.05
 
 
