@@ -32,6 +32,7 @@ from charrnn.bench import CharrnnSample, CharrnnTrain, measure, paired_ratio, pi
 
 HERE = Path(__file__).resolve().parent
 BASELINES = ("classic", "torch")
+BACKEND = {"compiled": "cython", "numpy": "numpy"}   # charrnn implementation -> backend
 
 
 def source_state() -> dict[str, Any]:
@@ -133,20 +134,6 @@ class Suite:
             skipped["torch"] = torch_peer.IMPORT_ERROR
         return skipped
 
-    @staticmethod
-    def _charrnn(impl: str, skipped: dict, model: dict, make):
-        """``make(backend)``, a charrnn workload of ``impl``, or None with the reason in
-        ``skipped`` when the compiled kernels do not implement its ``model`` (other than
-        the vanilla RNN) yet: the "cython" backend refuses it with a ValueError rather
-        than falling back."""
-        try:
-            return make("cython" if impl == "compiled" else "numpy")
-        except ValueError as e:
-            if impl != "compiled" or (model["cell"], model["num_layers"]) == ("rnn", 1):
-                raise
-            skipped[impl] = str(e)
-            return None
-
     def _case(self, task: str, workloads: list, meta: dict, skipped: dict,
               meter: bound.BoundMeter, products: list, chars_per_step: int,
               threads: int, dtype: str) -> dict[str, Any]:
@@ -186,10 +173,8 @@ class Suite:
             if impl in skipped:
                 continue
             if impl in ("compiled", "numpy"):
-                w = self._charrnn(impl, skipped, model, lambda backend: CharrnnTrain(
-                    backend, B, H, T, V, dtype, optimizer=a.optimizer, **model))
-                if w is None:
-                    continue
+                w = CharrnnTrain(BACKEND[impl], B, H, T, V, dtype, optimizer=a.optimizer,
+                                 **model)
             elif impl == "classic":
                 w = classic.ClassicTrain(H, T, V)
             else:
@@ -214,10 +199,7 @@ class Suite:
             if impl in skipped:
                 continue
             if impl in ("compiled", "numpy"):
-                w = self._charrnn(impl, skipped, model, lambda backend: CharrnnSample(
-                    backend, H, V, dtype, n_chars=n, **model))
-                if w is None:
-                    continue
+                w = CharrnnSample(BACKEND[impl], H, V, dtype, n_chars=n, **model)
             elif impl == "classic":
                 w = classic.ClassicSample(H, V, n_chars=n)
             else:
