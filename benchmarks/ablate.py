@@ -25,8 +25,10 @@ initialisation, from a generator of their own) or a training control:
 - ``embed_scale_clip500``: both;
 - ``wxh_scale``: the classic initialisation but ``Wxh`` of variance 1/3;
 - ``embed_std1``: ``torch_init`` with ``Wxh`` of variance 1;
-- ``wxh_std1``, ``wxh_std2``, ``wxh_std4``: the classic initialisation but ``Wxh`` of that
-  standard deviation;
+- ``wxh_std1``, ``wxh_std2``, ``wxh_std4``, ``wxh_std8``: the model's own initialisation
+  (the classic one for the classic RNN) but layer 0's input weights (``Wxh``, ``Wx0``)
+  of that standard deviation;
+- ``fbias1``: an LSTM's forget-gate biases raised by 1 (every layer);
 - any other cell or model: ``--controls cell=lstm num_layers=2`` adds controls to every
   variant.
 """
@@ -69,6 +71,17 @@ def _embed_std1(model, rng) -> None:
     _wxh_scale(1.0)(model, rng)
 
 
+def _forget_bias(value):
+    def init(model, rng) -> None:
+        if model.layout.cell != "lstm":
+            raise SystemExit("fbias1: only an LSTM has a forget gate")
+        H = model.hidden_size
+        for names in model.layout.layers:
+            # PyTorch's gate order i, f, g, o: the forget gate's bias is rows H:2H
+            model.params[names.bx][H:2 * H] += value
+    return init
+
+
 # name: (what it changes in the initial weights, training controls)
 VARIANTS = {
     "default": (None, {}),
@@ -77,8 +90,9 @@ VARIANTS = {
     "embed_scale": (_embed_scale, {}),
     "embed_scale_clip500": (_embed_scale, {"clip": 500.0}),
     "wxh_scale": (_wxh_scale(1 / math.sqrt(3)), {}),
-    **{f"wxh_std{x:g}": (_wxh_scale(x), {}) for x in (1, 2, 4)},
+    **{f"wxh_std{x:g}": (_wxh_scale(x), {}) for x in (1, 2, 4, 8)},
     "embed_std1": (_embed_std1, {}),
+    "fbias1": (_forget_bias(1.0), {}),
 }
 
 

@@ -27,10 +27,11 @@ for layer 0, H above it:
 then the output layer, ``Why (V, H)`` and ``by (V,)``. These are drawn from the generator
 in that order as PyTorch initialises ``nn.RNN``/``nn.LSTM``/``nn.GRU`` and ``nn.Linear``:
 every entry uniform in [-1/sqrt(H), 1/sqrt(H)] (``init == "uniform"``), but for layer 0's
-input weights Wx0, which are N(0, 1) (``init == "randn"``): the scale of the effective
-input weights of the textbook model, whose N(0, 1) embedding feeds the first layer (a
-uniform(+-1/sqrt(H)) Wx0 makes a one-hot model learn far slower per step; measured in
-``benchmarks/QUALITY.md``). PyTorch's rnn and lstm layers have two biases whose sum is what
+input weights Wx0, which are N(0, INPUT_STD**2) (``init == "randn"``). A one-hot model
+learns its input path from Wx0's columns alone, and under Adam a small Wx0 takes hundreds
+of steps to grow: uniform(+-1/sqrt(H)) entries make it learn far slower per step than
+the textbook model, whose N(0, 1) embedding feeds its first layer, and N(0, 4**2) faster
+than N(0, 1) on both texts measured (``benchmarks/QUALITY.md``). PyTorch's rnn and lstm layers have two biases whose sum is what
 the cell adds; the one bias b{l} stands for that sum and is drawn as one
 (``init == "uniform+uniform"``: two uniform arrays, added), so its distribution is
 PyTorch's. On export b{l} is ``bias_ih`` and ``bias_hh`` is zero.
@@ -52,6 +53,7 @@ from .aligned import aligned_zeros
 from .config import CELLS, check_cell
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}     # G: blocks of H rows in Wx, Wh and the biases
+INPUT_STD = 4.0                 # Wx0 ~ N(0, INPUT_STD**2) in every model but the classic
 INT_MAX = 2**31 - 1             # BLAS takes 32-bit sizes: every count and size is below
 
 
@@ -260,7 +262,7 @@ class Layout:
 
         The classic RNN: ``randn * 0.01``, biases zero. Every other layout: uniform in
         [-1/sqrt(H), 1/sqrt(H)], the one bias of an rnn or lstm layer the sum of two such
-        draws, layer 0's input weights N(0, 1) (the module docstring says why).
+        draws, layer 0's input weights N(0, INPUT_STD**2) (the module docstring says why).
         """
         k = 1 / math.sqrt(self.hidden_size)
         for name, p in self.views(flat).items():
@@ -270,7 +272,7 @@ class Layout:
             elif init == "randn*0.01":
                 p[...] = rng.standard_normal(p.shape) * 0.01
             elif init == "randn":
-                p[...] = rng.standard_normal(p.shape)
+                p[...] = rng.standard_normal(p.shape) * INPUT_STD
             elif init == "uniform":
                 p[...] = rng.uniform(-k, k, p.shape)
             else:                                               # "uniform+uniform"

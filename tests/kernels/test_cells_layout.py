@@ -13,7 +13,7 @@ import pytest
 
 from charrnn import Workspace
 from charrnn.dropout import dropout_masks
-from charrnn.layout import CELLS, GATES, Layout, LayerParams
+from charrnn.layout import CELLS, GATES, INPUT_STD, Layout, LayerParams
 from conftest import CELLS as TEST_CELLS
 
 DEPTHS = (1, 2, 3)
@@ -144,7 +144,7 @@ def test_initialisation_is_pytorchs(dtype, cell, L, seed):
     for p in layout.params:
         if p.init == "randn":
             assert p.name == "Wx0"
-            want = rng.standard_normal(p.shape)
+            want = rng.standard_normal(p.shape) * INPUT_STD
         else:
             want = rng.uniform(-k, k, p.shape)
         if p.init == "uniform+uniform":

@@ -19,12 +19,14 @@ from charrnn import config as C
 
 # (B, H, T), steps, and the validation loss (nats/char, first 20,000 characters of the
 # validation split) each evaluation step must reach. Measured for the default 1-layer
-# LSTM with dropout 0.25: 2.2410 at step 500 and 2.0841 at step 1000 (both backends,
-# float32 and float64, 1 and 2 threads, OpenBLAS's Haswell and Sandybridge kernels, all
-# within 1e-6). The 1-layer RNN, the default until 3 Dec 2026, gave 2.3705 and 2.1791.
+# LSTM with dropout 0.25 and Wx0 ~ N(0, 16): 2.2321 at step 500 and 2.0819 at step 1000
+# (both backends, float32 and float64, within 1e-6). With Wx0 ~ N(0, 1), the default
+# until 5 Dec 2026: 2.2410 and 2.0841 (also across 1 and 2 threads and OpenBLAS's Haswell
+# and Sandybridge kernels, within 1e-6); the 1-layer RNN, the default until 3 Dec 2026,
+# gave 2.3705 and 2.1791.
 CONFIG = dict(batch_size=16, hidden_size=64, seq_length=50)
 STEPS = 1000
-BOUNDS = {500: 2.27, 1000: 2.11}
+BOUNDS = {500: 2.26, 1000: 2.11}
 
 
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
