@@ -30,9 +30,9 @@ every entry uniform in [-1/sqrt(H), 1/sqrt(H)] (``init == "uniform"``), but for 
 input weights Wx0, which are N(0, INPUT_STD**2) (``init == "randn"``). A one-hot model
 learns its input path from Wx0's columns alone, and under Adam a small Wx0 takes hundreds
 of steps to grow: uniform(+-1/sqrt(H)) entries make it learn far slower per step than
-the textbook model, whose N(0, 1) embedding feeds its first layer, and N(0, 4**2) faster
-than N(0, 1) on both texts measured (``benchmarks/QUALITY.md``). PyTorch's rnn and lstm layers have two biases whose sum is what
-the cell adds; the one bias b{l} stands for that sum and is drawn as one
+the textbook model, whose N(0, 1) embedding feeds its first layer, and INPUT_STD above 1
+faster still (``benchmarks/QUALITY.md``). PyTorch's rnn and lstm layers have two biases
+whose sum is what the cell adds; the one bias b{l} stands for that sum and is drawn as one
 (``init == "uniform+uniform"``: two uniform arrays, added), so its distribution is
 PyTorch's. On export b{l} is ``bias_ih`` and ``bias_hh`` is zero.
 
