@@ -118,11 +118,13 @@ cdef inline void _fill_rows(floating* A, const floating* b, Py_ssize_t N,
 
 cdef inline void _recur(bint back, int B, int GH, int H, const floating* Wh,
                         const floating* x, floating beta, floating* y) noexcept nogil:
-    """The sequential product of a step, forward and backward:
+    """A product with a layer's (GH, H) weight, forward and backward: the sequential
+    one of a step (B rows), or the input side of a chunk (T*B rows):
     forward  y = x @ Wh.T + beta*y    (B, GH) = (B, H) @ (H, GH)
-    backward y = x @ Wh + beta*y      (B, H) = (B, GH) @ (GH, H)"""
+    backward y = x @ Wh + beta*y      (B, H) = (B, GH) @ (GH, H)
+    One row is a gemv: BLAS's gemm with a dimension of 1 can be several times slower."""
     if B == 1:
-        # y = Wh @ x + beta*y  /  Wh.T @ x + beta*y     gemv: the one-stream case
+        # y = Wh @ x + beta*y  /  Wh.T @ x + beta*y     gemv: one row
         gemv(back, GH, H, <floating>1, Wh, H, x, beta, y)
     elif back:
         # y = x @ Wh + beta*y                           (B, H) = (B, GH) @ (GH, H)
@@ -261,8 +263,8 @@ cdef void _layer_forward(const Dims* d, const floating* w, int l, const int32_t*
                   <Py_ssize_t>N * H)
         _fill_rows(A, bx, N, GH)
         # A = in @ Wx.T + bx                            (T*B, GH) = (T*B, H) @ (H, GH)
-        gemm(False, True, N, GH, H, <floating>1, _input(bf, d, l, B, T, <floating*>bf.hs),
-             H, Wx, H, <floating>1, A, GH)
+        _recur(False, N, GH, H, Wx, _input(bf, d, l, B, T, <floating*>bf.hs), <floating>1,
+               A)
     if d.cell == _GRU:
         _fill_rows(AH, _param(d, w, l, 3), N, GH)                   # ah_t = bh + ...
     # the recurrence: only h_{t-1} @ Wh.T is sequential
@@ -372,8 +374,7 @@ cdef void _layer_backward(const Dims* d, const floating* w, floating* g, int l,
          g + (_param(d, w, l, 0) - w), H)
     # din = dAx @ Wx                                    (T*B, H) = (T*B, GH) @ (GH, H)
     din = <floating*>bf.dhs + <Py_ssize_t>(l - 1) * N * H
-    gemm(False, False, N, H, GH, <floating>1, dAx, GH, _param(d, w, l, 0), H, <floating>0,
-         din, H)
+    _recur(True, N, GH, H, _param(d, w, l, 0), dAx, <floating>0, din)
     if bf.masks != NULL:
         # din *= masks[l-1]                             through the dropout
         _mask(din, din, <const floating*>bf.masks + <Py_ssize_t>(l - 1) * N * H,
