@@ -222,11 +222,19 @@ cdef inline floating _expneg(floating x) noexcept nogil:
 
 cdef inline void _step(const floating* Wxh, const floating* Whh, const floating* bh,
                        const int32_t* x, Py_ssize_t xstride, int B, int H, int V,
-                       const floating* hprev, floating* h) noexcept nogil:
-    """h = tanh(Wxh[:, x].T + hprev @ Whh.T + bh) for B streams; h must not alias hprev."""
+                       const floating* hprev, floating* h,
+                       const floating* WxhT=NULL) noexcept nogil:
+    """h = tanh(Wxh[:, x].T + hprev @ Whh.T + bh) for B streams; h must not alias hprev.
+    Given WxhT, a copy of Wxh.T (V, H), the gather reads its row x instead: the same
+    values, contiguous."""
     cdef Py_ssize_t b, i, xi
     for b in range(B):
         xi = x[b * xstride]
+        if WxhT != NULL:
+            for i in range(H):
+                # a[b, :] = Wxh.T[x[b]] + bh            a row gather
+                h[b * H + i] = WxhT[xi * H + i] + bh[i]
+            continue
         for i in range(H):
             # a[b, :] = Wxh[:, x[b]] + bh               a column gather, no one-hot
             h[b * H + i] = Wxh[i * V + xi] + bh[i]
@@ -560,29 +568,39 @@ cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
 cdef void _sample_loop(const Dims* d, const floating* w, floating* h, int B,
                        const int32_t* first, const double* U, Py_ssize_t n,
                        floating temperature, int k, int32_t* out, floating* a, floating* z,
-                       floating* e, int* top) noexcept nogil:
-    """n draws for B streams; a (B, H), z (B, V), e (2V) and top (V) are scratch."""
-    cdef Py_ssize_t H = d.H, V = d.V, b, i
+                       floating* e, int* top, floating* WxhT) noexcept nogil:
+    """n draws for B streams; a (B, H), z (B, V), e (2V), top (V) and WxhT (V, H, or
+    NULL: gather from Wxh itself) are scratch. The state moves between h and a, and ends
+    in h."""
+    cdef Py_ssize_t H = d.H, V = d.V, b, i, j
     cdef const floating* Wxh = w + d.o[0]
     cdef const floating* Whh = w + d.o[1]
     cdef const floating* Why = w + d.o[2]
     cdef const floating* bh = w + d.o[3]
     cdef const floating* by = w + d.o[4]
     cdef const int32_t* x = first
+    cdef floating* hprev = h
+    cdef floating* hnew = a
+    if WxhT != NULL:
+        for j in range(V):                          # WxhT = Wxh.T
+            for i in range(H):
+                WxhT[j * H + i] = Wxh[i * V + j]
     for i in range(n):
-        _step(Wxh, Whh, bh, x, 1, B, H, V, h, a)
-        memcpy(h, a, B * H * sizeof(floating))
+        _step(Wxh, Whh, bh, x, 1, B, H, V, hprev, hnew, WxhT)
+        hprev, hnew = hnew, hprev                   # hprev is h_t
         for b in range(B):
             memcpy(z + b * V, by, V * sizeof(floating))
         if B == 1:
             # z += Why @ h                          (V,) += (V, H) @ (H,)
-            gemv(False, V, H, <floating>1, Why, H, h, <floating>1, z)
+            gemv(False, V, H, <floating>1, Why, H, hprev, <floating>1, z)
         else:
             # z += h @ Why.T                        (B, V) += (B, H) @ (H, V)
-            gemm(False, True, B, V, H, <floating>1, h, H, Why, H, <floating>1, z, V)
+            gemm(False, True, B, V, H, <floating>1, hprev, H, Why, H, <floating>1, z, V)
         for b in range(B):
             out[i * B + b] = _draw(z + b * V, V, U[i * B + b], temperature, k, e, top)
         x = out + i * B
+    if hprev != h:
+        memcpy(h, hprev, B * H * sizeof(floating))
 
 
 cdef object _run_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h,
@@ -596,8 +614,11 @@ cdef object _run_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h
     if not d.classic:
         _run_stack_sample(d, w, h, first, U, temperature, k, o)
         return out
-    # one block of scratch: a (B, H), z (B, V), e (2V) of floating, then top (V) ints
-    cdef Py_ssize_t nf = <Py_ssize_t>B * H + <Py_ssize_t>B * V + 2 * V
+    # one block of scratch: a (B, H), z (B, V), e (2V), WxhT (V, H) of floating, then
+    # top (V) ints; WxhT only when the n*B gathers it speeds up outnumber its V rows
+    cdef bint transposed = n * B >= V
+    cdef Py_ssize_t nf = (<Py_ssize_t>B * H + <Py_ssize_t>B * V + 2 * V
+                          + (<Py_ssize_t>V * H if transposed else 0))
     cdef char* block = <char*>PyMem_Malloc(nf * sizeof(floating) + V * sizeof(int))
     if block == NULL:
         raise MemoryError
@@ -607,7 +628,8 @@ cdef object _run_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h
             with nogil:
                 _sample_loop(d, &w[0], &h[0, 0], B, &first[0], &U[0, 0], n,
                              <floating>temperature, k, &o[0, 0], a, a + B * H,
-                             a + B * H + B * V, <int*>(block + nf * sizeof(floating)))
+                             a + B * H + B * V, <int*>(block + nf * sizeof(floating)),
+                             a + B * H + B * V + 2 * V if transposed else NULL)
     finally:
         PyMem_Free(block)
     return out
