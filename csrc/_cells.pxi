@@ -170,19 +170,26 @@ cdef void _store_state(const Dims* d, floating* hlast, int B, int T, int t,
 
 # ----------------------------------------------------------------------------- a layer
 
+cdef void _fold_bias_T(const floating* Wx, const floating* bx, Py_ssize_t GH, Py_ssize_t V,
+                       floating* WbT) noexcept nogil:
+    """WbT = Wx.T + bx (V, GH): its row x is what the gather of column x yields."""
+    cdef Py_ssize_t j, x
+    for j in range(GH):
+        for x in range(V):
+            WbT[x * GH + j] = Wx[j * V + x] + bx[j]
+
+
 cdef void _gather(const floating* Wx, const floating* bx, const int32_t* X, int B, int T,
                   Py_ssize_t GH, Py_ssize_t V, floating* A, floating* WbT) noexcept nogil:
     """A[t, b] = Wx[:, X[b, t]] + bx  (T, B, GH): a column gather, no one-hot. With
     scratch WbT for (V, GH) values (else NULL), Wx.T + bx made once and its rows copied;
     else in blocks of 64 rows of Wx, which stay in cache while every step reads its
     column of them. The same sums either way."""
-    cdef Py_ssize_t j0, j1, j, t, b, x
+    cdef Py_ssize_t j0, j1, j, t, b
     cdef floating* row
     cdef const floating* col
     if WbT != NULL:
-        for j in range(GH):
-            for x in range(V):
-                WbT[x * GH + j] = Wx[j * V + x] + bx[j]     # WbT = Wx.T + bx   (V, GH)
+        _fold_bias_T(Wx, bx, GH, V, WbT)
         for t in range(T):
             for b in range(B):
                 # A[t, b] = WbT[X[b, t]]

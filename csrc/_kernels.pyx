@@ -223,21 +223,20 @@ cdef inline floating _expneg(floating x) noexcept nogil:
 cdef inline void _step(const floating* Wxh, const floating* Whh, const floating* bh,
                        const int32_t* x, Py_ssize_t xstride, int B, int H, int V,
                        const floating* hprev, floating* h,
-                       const floating* WxhT=NULL) noexcept nogil:
+                       const floating* WbT=NULL) noexcept nogil:
     """h = tanh(Wxh[:, x].T + hprev @ Whh.T + bh) for B streams; h must not alias hprev.
-    Given WxhT, a copy of Wxh.T (V, H), the gather reads its row x instead: the same
-    values, contiguous."""
+    Given WbT = Wxh.T + bh (V, H, _fold_bias_T), the gather copies its row x instead:
+    the same values, contiguous."""
     cdef Py_ssize_t b, i, xi
     for b in range(B):
         xi = x[b * xstride]
-        if WxhT != NULL:
+        if WbT != NULL:
+            # a[b, :] = WbT[x[b]]                       a row copy
+            memcpy(h + b * H, WbT + xi * H, H * sizeof(floating))
+        else:
             for i in range(H):
-                # a[b, :] = Wxh.T[x[b]] + bh            a row gather
-                h[b * H + i] = WxhT[xi * H + i] + bh[i]
-            continue
-        for i in range(H):
-            # a[b, :] = Wxh[:, x[b]] + bh               a column gather, no one-hot
-            h[b * H + i] = Wxh[i * V + xi] + bh[i]
+                # a[b, :] = Wxh[:, x[b]] + bh           a column gather, no one-hot
+                h[b * H + i] = Wxh[i * V + xi] + bh[i]
     if B == 1:
         # h += Whh @ hprev                              (H,) += (H, H) @ (H,)
         gemv(False, H, H, <floating>1, Whh, H, hprev, <floating>1, h)
@@ -568,11 +567,11 @@ cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
 cdef void _sample_loop(const Dims* d, const floating* w, floating* h, int B,
                        const int32_t* first, const double* U, Py_ssize_t n,
                        floating temperature, int k, int32_t* out, floating* a, floating* z,
-                       floating* e, int* top, floating* WxhT) noexcept nogil:
-    """n draws for B streams; a (B, H), z (B, V), e (2V), top (V) and WxhT (V, H, or
+                       floating* e, int* top, floating* WbT) noexcept nogil:
+    """n draws for B streams; a (B, H), z (B, V), e (2V), top (V) and WbT (V, H, or
     NULL: gather from Wxh itself) are scratch. The state moves between h and a, and ends
     in h."""
-    cdef Py_ssize_t H = d.H, V = d.V, b, i, j
+    cdef Py_ssize_t H = d.H, V = d.V, b, i
     cdef const floating* Wxh = w + d.o[0]
     cdef const floating* Whh = w + d.o[1]
     cdef const floating* Why = w + d.o[2]
@@ -581,12 +580,10 @@ cdef void _sample_loop(const Dims* d, const floating* w, floating* h, int B,
     cdef const int32_t* x = first
     cdef floating* hprev = h
     cdef floating* hnew = a
-    if WxhT != NULL:
-        for j in range(V):                          # WxhT = Wxh.T
-            for i in range(H):
-                WxhT[j * H + i] = Wxh[i * V + j]
+    if WbT != NULL:
+        _fold_bias_T(Wxh, bh, H, V, WbT)            # WbT = Wxh.T + bh
     for i in range(n):
-        _step(Wxh, Whh, bh, x, 1, B, H, V, hprev, hnew, WxhT)
+        _step(Wxh, Whh, bh, x, 1, B, H, V, hprev, hnew, WbT)
         hprev, hnew = hnew, hprev                   # hprev is h_t
         for b in range(B):
             memcpy(z + b * V, by, V * sizeof(floating))
@@ -614,8 +611,8 @@ cdef object _run_sample(const Dims* d, const floating[::1] w, floating[:, ::1] h
     if not d.classic:
         _run_stack_sample(d, w, h, first, U, temperature, k, o)
         return out
-    # one block of scratch: a (B, H), z (B, V), e (2V), WxhT (V, H) of floating, then
-    # top (V) ints; WxhT only when the n*B gathers it speeds up outnumber its V rows
+    # one block of scratch: a (B, H), z (B, V), e (2V), WbT (V, H) of floating, then
+    # top (V) ints; WbT only when the n*B gathers it speeds up outnumber its V rows
     cdef bint transposed = n * B >= V
     cdef Py_ssize_t nf = (<Py_ssize_t>B * H + <Py_ssize_t>B * V + 2 * V
                           + (<Py_ssize_t>V * H if transposed else 0))
