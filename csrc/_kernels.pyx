@@ -190,6 +190,8 @@ cdef extern from "_vmath.h" nogil:
                    float eps, float clip, float scale)
     void vm_clip_d(double* g, Py_ssize_t n, double clip, double scale)
     void vm_clip_f(float* g, Py_ssize_t n, float clip, float scale)
+    Py_ssize_t vm_count_le_d(const double* c, Py_ssize_t n, double t)
+    Py_ssize_t vm_count_le_f(const float* c, Py_ssize_t n, double t)
     double vm_max_d(const double* z, Py_ssize_t n)
     float vm_max_f(const float* z, Py_ssize_t n)
     double vm_sumsq_d(const double* g, Py_ssize_t n)
@@ -549,15 +551,19 @@ cdef int _draw(const floating* z, int V, double u, floating temperature, int k,
         vm_expscale_f(z, temperature, m, e, V)
     else:
         vm_expscale_d(z, temperature, m, e, V)
-    # one sequential pass for the running sums, then a search that is not latency-bound
+    # one sequential pass for the running sums, then a search without branches: they
+    # do not decrease, so the first above the target is the count of those below it
     c = 0
     for j in range(V):
         c = c + e[j]
         cs[j] = c
     target = u * <double>c
-    for j in range(V):
-        if <double>cs[j] > target:
-            return j
+    if floating is float:
+        j = vm_count_le_f(cs, V, target)
+    else:
+        j = vm_count_le_d(cs, V, target)
+    if j < V and target == target:                        # a NaN target: no draw below
+        return j
     for j in range(V - 1, -1, -1):                        # u * total rounded past the end
         if e[j] != 0:
             return j
