@@ -39,7 +39,7 @@ from scipy.linalg import blas as fblas
 from charrnn.bench import Timing
 from charrnn.aligned import aligned_zeros
 from charrnn.config import check_cell
-from charrnn.layout import GATES
+from charrnn.layout import GATES, is_classic
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _names(cell: str, L: int, l: int) -> dict[str, str]:
     recurrent side); da (B, G*H), dhnext (B, H) one step of BPTT; h (H,) a layer's state
     when sampling. ``layer`` is the suffix itself ("" for the classic).
     """
-    classic = cell == "rnn" and L == 1
+    classic = is_classic(cell, L)
     s = "" if classic else str(l)
     n = {k: k + s for k in ("Hs", "A", "h", "hprev", "a", "ah", "dH", "dA", "dAh", "da",
                             "dhnext")}

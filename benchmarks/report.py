@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from charrnn.layout import is_classic
 from quality_check import table as quality_check_table
 
 LABELS = {"compiled": "charrnn compiled", "numpy": "charrnn NumPy",
@@ -33,7 +34,7 @@ def model_of(c: dict) -> tuple[str, int]:
 def model_label(c: dict) -> str:
     """The model after a case's sizes (" lstm×2"); nothing for the 1-layer vanilla RNN."""
     cell, L = model_of(c)
-    return "" if (cell, L) == ("rnn", 1) else f" {cell}×{L}"
+    return "" if is_classic(cell, L) else f" {cell}×{L}"
 
 
 def find_case(res: dict, task: str, dtype: str, threads: int, B: int | None = None,

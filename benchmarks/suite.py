@@ -29,6 +29,7 @@ import charrnn
 QUALITY_SMOKE = dict(hidden_size=8, batch_size=2, seq_length=8, eval_max_chars=500)
 from charrnn import available_backends
 from charrnn.bench import CharrnnSample, CharrnnTrain, measure, paired_ratio, pin_threads
+from charrnn.layout import is_classic
 
 HERE = Path(__file__).resolve().parent
 BASELINES = ("classic", "torch")
@@ -99,7 +100,7 @@ class Suite:
         ``--cell-dtypes``."""
         grid = []
         for cell, L in self.models():
-            vanilla = (cell, L) == ("rnn", 1)
+            vanilla = is_classic(cell, L)
             sizes, dtypes = ((vanilla_sizes, self.a.dtypes) if vanilla
                              else (cell_sizes, self.a.cell_dtypes))
             grid += [(size, cell, L, d) for size in sizes for d in dtypes]
@@ -123,7 +124,7 @@ class Suite:
 
     def _skips(self, B: int, model: dict) -> dict[str, str]:
         skipped = {}
-        vanilla = (model["cell"], model["num_layers"]) == ("rnn", 1)
+        vanilla = is_classic(model["cell"], model["num_layers"])
         if "compiled" in self.a.impls and not self.compiled:
             skipped["compiled"] = "the compiled extension charrnn._kernels is not built"
         if "classic" in self.a.impls and not vanilla:
@@ -166,7 +167,7 @@ class Suite:
                    ) -> dict[str, Any]:
         a, V = self.a, self.a.vocab_size
         model = {"cell": cell, "num_layers": num_layers,
-                 "dropout": a.dropout if (cell, num_layers) != ("rnn", 1) else 0.0}
+                 "dropout": 0.0 if is_classic(cell, num_layers) else a.dropout}
         skipped = self._skips(B, model)
         ws = []
         for impl in a.impls:

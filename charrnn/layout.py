@@ -57,6 +57,12 @@ INPUT_STD = 4.0                 # Wx0 ~ N(0, INPUT_STD**2) in every model but th
 INT_MAX = 2**31 - 1             # BLAS takes 32-bit sizes: every count and size is below
 
 
+def is_classic(cell: str, num_layers: int) -> bool:
+    """Whether ``(cell, num_layers)`` is min-char-rnn's model, the 1-layer vanilla RNN
+    (``design.md`` section 2: the classic names, init and state)."""
+    return cell == "rnn" and num_layers == 1
+
+
 class Param(NamedTuple):
     """One parameter of a layout."""
 
@@ -112,7 +118,7 @@ def _stack_params(cell: str, H: int, V: int, L: int) -> list[tuple[str, tuple[in
 
 
 def _layer_names(cell: str, L: int) -> tuple[LayerParams, ...]:
-    if cell == "rnn" and L == 1:
+    if is_classic(cell, L):
         return (LayerParams("Wxh", "Whh", "bh", None),)
     if cell == "gru":
         return tuple(LayerParams(f"Wx{l}", f"Wh{l}", f"bx{l}", f"bh{l}") for l in range(L))
@@ -186,7 +192,7 @@ class Layout:
         if n > INT_MAX:
             raise ValueError(f"a model of {n} parameters is too large for 32-bit BLAS "
                              f"indices (H={H}, V={V}, cell={cell!r}, num_layers={L})")
-        entries = (_classic_params(H, V) if cell == "rnn" and L == 1
+        entries = (_classic_params(H, V) if is_classic(cell, L)
                    else _stack_params(cell, H, V, L))
         params, offset = [], 0
         for name, shape, init, torch_name in entries:

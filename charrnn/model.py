@@ -19,7 +19,7 @@ from . import checkpoint, config, sampling
 from .data.vocab import Vocab
 from .config import check_dropout
 from .kernels.backend import get_kernels
-from .layout import INT_MAX, Layout
+from .layout import INT_MAX, Layout, is_classic
 from .torch_io import from_torch
 from .training import run as training_run
 from .workspace import Workspace
@@ -131,7 +131,7 @@ class CharRNN:
 
     def __repr__(self) -> str:
         deep = (f", cell={self.cell!r}, num_layers={self.num_layers}"
-                if (self.cell, self.num_layers) != ("rnn", 1) else "")
+                if not is_classic(self.cell, self.num_layers) else "")
         drop = f", dropout={self.dropout:g}" if self.dropout else ""
         return (f"CharRNN(V={self.vocab_size}, hidden_size={self.hidden_size}{deep}{drop}, "
                 f"dtype={self.dtype.name}, backend={self.backend!r})")

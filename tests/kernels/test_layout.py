@@ -15,7 +15,7 @@ import pytest
 import charrnn
 from charrnn import config, optim
 from charrnn.kernels.rules import RULES
-from charrnn.layout import Layout, Param
+from charrnn.layout import Layout, Param, is_classic
 from conftest import GRAD_NAMES, PARAM_NAMES
 
 NAMES = ("Wxh", "Whh", "Why", "bh", "by")
@@ -61,6 +61,14 @@ def test_initialisation_and_torch_names():
     assert {p.name: p.torch_name for p in layout.params} == {
         "Wxh": "rnn.weight_ih_l0", "Whh": "rnn.weight_hh_l0", "Why": "decoder.weight",
         "bh": "rnn.bias_ih_l0", "by": "decoder.bias"}
+
+
+@pytest.mark.parametrize("cell", config.CELLS)
+@pytest.mark.parametrize("L", [1, 2, 3])
+def test_the_classic_names_belong_to_the_classic_model_only(cell, L):
+    # is_classic is the one test of "min-char-rnn's model" that the API and the benchmarks use
+    names = Layout(3, 4, "float64", cell, L).names
+    assert is_classic(cell, L) == (cell == "rnn" and L == 1) == (names == NAMES)
 
 
 def test_unknown_parameter_name():
