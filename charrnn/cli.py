@@ -20,6 +20,7 @@ from pathlib import Path
 from . import __version__
 from .atomic import sigint_handler
 from .errors import CharRNNError, CheckpointError, TrainingDiverged, TrainingInterrupted
+from .limits import INT_MAX
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 PROG = "charrnn"
@@ -50,6 +51,8 @@ def _type(fn, what):
     def convert(s):
         try:
             v = fn(s)
+        except OverflowError:
+            raise argparse.ArgumentTypeError(f"{what} below 2**31, got {s!r}") from None
         except (TypeError, ValueError):
             raise argparse.ArgumentTypeError(f"{what}, got {s!r}") from None
         return v
@@ -57,18 +60,21 @@ def _type(fn, what):
     return convert
 
 
-def _pos_int(s):
+def _int_from(s, lo):
     v = int(s)
-    if not 1 <= v < 2**31:
+    if v < lo:
         raise ValueError
+    if v > INT_MAX:
+        raise OverflowError
     return v
+
+
+def _pos_int(s):
+    return _int_from(s, 1)
 
 
 def _nonneg_int(s):
-    v = int(s)
-    if not 0 <= v < 2**31:
-        raise ValueError
-    return v
+    return _int_from(s, 0)
 
 
 def _pos_float(s):
@@ -462,7 +468,7 @@ def cmd_score(args) -> int:
     total, n = sampling.evaluate(model, ids)
     nats = total / n
     print(f"{nats / math.log(2):.4f} bits/char ({nats:.4f} nats/char over {n:,} "
-          f"predicted characters)")
+          f"predicted character{'' if n == 1 else 's'})")
     return EXIT_OK
 
 

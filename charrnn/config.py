@@ -4,7 +4,8 @@ The defaults of the command line, of :func:`charrnn.train`, of sampling and of t
 optimizers are the module constants below; the CLI's help is generated from them.
 ``CLASSIC`` is min-char-rnn's own setting (H=100, T=25, B=1, Adagrad at lr 0.1,
 element-wise clipping to [-5, 5], a constant lr), one flag away as ``--classic``. This
-module imports nothing of charrnn: everything else may read it.
+module imports nothing of charrnn but the size bound (:mod:`charrnn.limits`): everything
+else may read it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import math
 from dataclasses import dataclass, fields
 
 import numpy as np
+
+from .limits import INT_MAX
 
 # ----------------------------------------------------------------------------- defaults
 
@@ -261,9 +264,9 @@ class TrainConfig:
                 return
             if not _is_int(v):
                 raise TypeError(f"{name} must be an int, not {type(v).__name__}")
-            if v < (0 if allow_zero else 1) or v >= 2**31:
-                raise ValueError(f"{name} must be {'>= 0' if allow_zero else '>= 1'}, "
-                                 f"got {v}")
+            lo = 0 if allow_zero else 1
+            if not lo <= v <= INT_MAX:
+                raise ValueError(f"{name} must be in [{lo}, 2**31), got {v}")
 
         def pos_float(name, allow_none=False, allow_zero=False):
             v = getattr(self, name)

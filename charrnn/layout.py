@@ -51,10 +51,10 @@ import numpy as np
 
 from .aligned import aligned_zeros
 from .config import CELLS, check_cell
+from .limits import INT_MAX
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}     # G: blocks of H rows in Wx, Wh and the biases
 INPUT_STD = 4.0                 # Wx0 ~ N(0, INPUT_STD**2) in every model but the classic
-INT_MAX = 2**31 - 1             # BLAS takes 32-bit sizes: every count and size is below
 
 
 def is_classic(cell: str, num_layers: int) -> bool:

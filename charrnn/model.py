@@ -19,7 +19,8 @@ from . import checkpoint, config, sampling
 from .data.vocab import Vocab
 from .config import check_dropout
 from .kernels.backend import get_kernels
-from .layout import INT_MAX, Layout, is_classic
+from .layout import Layout, is_classic
+from .limits import INT_MAX
 from .torch_io import from_torch
 from .training import run as training_run
 from .workspace import Workspace

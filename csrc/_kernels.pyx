@@ -15,8 +15,8 @@ from charrnn import config as _config
 from charrnn.kernels import checks as _checks
 from charrnn.kernels.reference import composed_step as _composed_step
 from charrnn.kernels.rules import RULES as _RULE_TABLE
-from charrnn.layout import INT_MAX as _INT_MAX
 from charrnn.layout import Layout as _Layout
+from charrnn.limits import INT_MAX as _INT_MAX
 from charrnn.workspace import Workspace
 
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE,

@@ -20,7 +20,7 @@ import numpy as np
 from ..config import STDLIB_CHARS, VAL_FRACTION
 from ..errors import CorpusError
 from .cache import CACHE_THRESHOLD, IdCache
-from .encode import encode_stream, scan, unknown_error
+from .encode import empty_error, encode_stream, scan, unknown_error
 from .stdlib import stdlib_text
 from .text import READ_CHUNK, check_encoding, open_text, sha256_file
 from .vocab import Vocab
@@ -108,7 +108,7 @@ class Corpus:
         if normalize_newlines:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if not text:
-            raise CorpusError(f"{source} is empty: there is nothing to train on")
+            raise empty_error(source)
         sha = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         if vocab is None:
             vocab = Vocab.from_text(text)
@@ -157,7 +157,7 @@ class Corpus:
             if known is None:
                 own, n = scan(f, encoding, normalize_newlines, name, chunk_size)
                 if n == 0:
-                    raise CorpusError(f"{name} is empty: there is nothing to train on")
+                    raise empty_error(name)
                 if cache is not None:
                     cache.write_meta(n, own)
                 f.seek(0)

@@ -49,6 +49,11 @@ def _lut(vocab: Vocab) -> np.ndarray:
     return lut
 
 
+def empty_error(name: str) -> CorpusError:
+    """The error for text ``name`` that holds no character (for training or for scoring)."""
+    return CorpusError(f"{name} is empty: it holds no text")
+
+
 def unknown_error(name: str, chars) -> CorpusError:
     """The error for characters of text ``name`` that the model's vocabulary lacks."""
     chars = sorted(chars)

@@ -14,8 +14,8 @@ from itertools import combinations, product, starmap
 
 import numpy as np
 
-from ..layout import INT_MAX as MAX
 from ..layout import Layout
+from ..limits import INT_MAX as MAX
 from ..workspace import Workspace
 from .rules import RULES
 

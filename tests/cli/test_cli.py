@@ -109,7 +109,10 @@ def test_score_info_and_plot(work):
     bpc = float(s.split()[0])
     model = charrnn.load(tmp / "m.ckpt.npz")
     assert bpc == pytest.approx(model.score(UNICODE * 40), abs=1e-4)
-    assert "bits/char" in s
+    assert "bits/char" in s and s.rstrip().endswith("predicted characters)")
+    (tmp / "two.txt").write_text(UNICODE[:2], encoding="utf-8")
+    s = run(tmp, "score", "m.ckpt.npz", "two.txt", check=0).stdout
+    assert s.rstrip().endswith("over 1 predicted character)")
     info = run(tmp, "info", "m.ckpt.npz", check=0).stdout
     assert "step: 30" in info and f"{model.num_params:,} parameters" in info
     assert f"V={len(model.vocab)}" in info and "validation loss: best" in info
@@ -292,6 +295,7 @@ def files(work):
     (tmp / "bad.txt").write_bytes(b"valid start \xc3\x28 then junk")
     (tmp / "corrupt.ckpt.npz").write_bytes((tmp / "m.ckpt.npz").read_bytes()[:500])
     (tmp / "junk.jsonl").write_text("not json\n")
+    (tmp / "one.txt").write_text(UNICODE[0], encoding="utf-8")
     return tmp
 
 
@@ -333,6 +337,12 @@ MISTAKES = [
     (["train", "--dropout", "1"], 2, r"--dropout: a number in \[0, 1\)"),
     (["train", "--resume", "m.ckpt.npz", "--cell", "gru"], 2, r"--cell cannot change"),
     (["train", "--resume", "m.ckpt.npz", "--dropout", "0.5"], 2, r"--dropout cannot change"),
+    (["score", "m.ckpt.npz", "empty.txt"], 1, r"empty\.txt is empty: it holds no text$"),
+    (["score", "m.ckpt.npz", "one.txt"], 1, r"one\.txt: scoring needs at least 2 characters, got 1"),
+    (["sample", "m.ckpt.npz", "-n", "99999999999999999999"], 2,
+     r"-n/--length: an integer >= 0 below 2\*\*31, got '99999999999999999999'"),
+    (["train", "--steps", str(2**31)], 2, r"--steps: a positive integer below 2\*\*31"),
+    (["train", "--steps", str(2**31 - 1), "--hidden-size", "0"], 2, r"--hidden-size"),
 ]
 
 

@@ -339,6 +339,11 @@ def test_bad_controls():
                      (dict(lr_decay_after=-1), ValueError)]:
         with pytest.raises(exc):
             charrnn.train(TEXT, verbose=False, **bad)
+    # a count's message states the range, including the 32-bit bound
+    with pytest.raises(ValueError, match=r"^steps must be in \[1, 2\*\*31\), got 2147483648$"):
+        charrnn.train(TEXT, verbose=False, steps=2**31)
+    with pytest.raises(ValueError, match=r"^lr_decay_after must be in \[0, 2\*\*31\), got -1$"):
+        charrnn.train(TEXT, verbose=False, lr_decay_after=-1)
 
 
 def test_unusable_texts():
