@@ -82,6 +82,18 @@ def _is_num(x) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
 
 
+def check_count(name: str, value, lo: int = 1, bounded: bool = True) -> int:
+    """``value`` as an int if it is an integer of at least ``lo`` (and, if ``bounded``, at
+    most :data:`~charrnn.limits.INT_MAX`), else a ``TypeError`` or ``ValueError``."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if bounded and not lo <= value <= INT_MAX:
+        raise ValueError(f"{name} must be in [{lo}, 2**31), got {value}")
+    if value < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value}")
+    return int(value)
+
+
 def check_cell(cell) -> str:
     """``cell`` if it names a cell (:data:`CELLS`), else a ``ValueError``."""
     if not isinstance(cell, str) or cell not in CELLS:
@@ -260,13 +272,8 @@ class TrainConfig:
         """Raise ``ValueError``/``TypeError`` naming the first bad control; return self."""
         def pos_int(name, allow_none=False, allow_zero=False):
             v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if not _is_int(v):
-                raise TypeError(f"{name} must be an int, not {type(v).__name__}")
-            lo = 0 if allow_zero else 1
-            if not lo <= v <= INT_MAX:
-                raise ValueError(f"{name} must be in [{lo}, 2**31), got {v}")
+            if not (v is None and allow_none):
+                check_count(name, v, 0 if allow_zero else 1)
 
         def pos_float(name, allow_none=False, allow_zero=False):
             v = getattr(self, name)

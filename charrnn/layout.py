@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .aligned import aligned_zeros
-from .config import CELLS, check_cell
+from .config import CELLS, check_cell, check_count
 from .limits import INT_MAX
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}     # G: blocks of H rows in Wx, Wh and the biases
@@ -125,14 +125,6 @@ def _layer_names(cell: str, L: int) -> tuple[LayerParams, ...]:
     return tuple(LayerParams(f"Wx{l}", f"Wh{l}", f"b{l}", None) for l in range(L))
 
 
-def _count(name: str, value, lo: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not lo <= value <= INT_MAX:
-        raise ValueError(f"{name} must be in [{lo}, 2**31), got {value}")
-    return int(value)
-
-
 class Layout:
     """Where every parameter of a model lives in its flat vector, and what its state is.
 
@@ -175,9 +167,9 @@ class Layout:
 
     def __init__(self, hidden_size: int, vocab_size: int, dtype="float64", cell: str = "rnn",
                  num_layers: int = 1) -> None:
-        H = _count("hidden_size", hidden_size)
-        V = _count("vocab_size", vocab_size)
-        L = _count("num_layers", num_layers)
+        H = check_count("hidden_size", hidden_size)
+        V = check_count("vocab_size", vocab_size)
+        L = check_count("num_layers", num_layers)
         check_cell(cell)
         try:
             dt = np.dtype(dtype)

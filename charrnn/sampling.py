@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from .config import EVAL_CHUNK, EVAL_MAX_STREAMS, EVAL_MIN_STREAM, TEMPERATURE
+from .config import EVAL_CHUNK, EVAL_MAX_STREAMS, EVAL_MIN_STREAM, TEMPERATURE, check_count
 from .kernels import checks
 
 GEN_CHUNK = 64          # characters drawn per kernel call when streaming
@@ -40,13 +40,10 @@ def _rng(seed) -> np.random.Generator:
 
 
 def _count(name: str, n, allow_none: bool = False, minimum: int = 0):
+    # no 2**31 bound here: a length is drawn in chunks, and the kernels check what they get
     if n is None and allow_none:
         return None
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, not {type(n).__name__}")
-    if n < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {n}")
-    return int(n)
+    return check_count(name, n, minimum, bounded=False)
 
 
 def _check_draw(model, temperature, top_k) -> tuple[float, int | None]:
